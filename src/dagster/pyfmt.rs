@@ -1,0 +1,199 @@
+//! Python's formatting where Dagster's output depends on it: `repr(float)`,
+//! `str()` of config scalars, `int()` parsing, and `json.dumps(..., sort_keys=True)`
+//! with its default separators and `ensure_ascii`, which is what
+//! `serialize_value` produces.
+
+use std::fmt::Write as _;
+
+use serde_json::{Number, Value};
+
+/// `repr(f)` / `str(f)` for a Python float.
+pub fn float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    // Rust's `{:e}` gives the shortest round-tripping digits, like Python's repr.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    let decpt = exp + 1;
+    let n = digits.len() as i32;
+    if decpt <= -4 || decpt > 16 {
+        let (first, rest) = digits.split_at(1);
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let e = decpt - 1;
+        let esign = if e < 0 { '-' } else { '+' };
+        format!("{sign}{first}{frac}e{esign}{:02}", e.abs())
+    } else if decpt <= 0 {
+        format!("{sign}0.{}{digits}", "0".repeat((-decpt) as usize))
+    } else if decpt >= n {
+        format!("{sign}{digits}{}.0", "0".repeat((decpt - n) as usize))
+    } else {
+        let (int, frac) = digits.split_at(decpt as usize);
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+/// `str(n)` for a JSON number: integers as written, floats as Python prints them.
+pub fn number_str(n: &Number) -> String {
+    if n.is_f64() {
+        n.as_f64().map(float_repr).unwrap_or_default()
+    } else {
+        n.to_string()
+    }
+}
+
+/// Python's `int(s)` for base-10 strings: surrounding whitespace, a sign, and
+/// single underscores between digits are allowed.
+pub fn parse_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let (neg, body) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
+        return None;
+    }
+    let digits: String = body.chars().filter(|c| *c != '_').collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let v: i64 = digits.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// `json.dumps(value, sort_keys=True)`: `", "` and `": "` separators, non-ASCII
+/// escaped as `\uXXXX`, floats as `repr`.
+pub fn dumps_sorted(value: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    write_value(&mut out, value);
+    out
+}
+
+fn write_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => {
+            if n.is_f64() {
+                let f = n.as_f64().unwrap_or(0.0);
+                // json.dumps spells non-finite floats this way (allow_nan=True).
+                match float_repr(f).as_str() {
+                    "nan" => out.push_str("NaN"),
+                    "inf" => out.push_str("Infinity"),
+                    "-inf" => out.push_str("-Infinity"),
+                    s => out.push_str(s),
+                }
+            } else {
+                let _ = write!(out, "{n}");
+            }
+        }
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            // serde_json's map is ordered by key bytes, which for UTF-8 is code
+            // point order: the order Python's sort_keys gives.
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_str(out, k);
+                out.push_str(": ");
+                write_value(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_repr_matches_python() {
+        let cases = [
+            (0.5, "0.5"),
+            (1.0, "1.0"),
+            (1e3, "1000.0"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-2.5e-7, "-2.5e-07"),
+            (123456789.125, "123456789.125"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (-0.0, "-0.0"),
+            (1.5e300, "1.5e+300"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(float_repr(f), want, "repr({f})");
+        }
+    }
+
+    #[test]
+    fn parse_int_follows_python() {
+        assert_eq!(parse_int(" 42 "), Some(42));
+        assert_eq!(parse_int("-1_000"), Some(-1000));
+        assert_eq!(parse_int("+7"), Some(7));
+        for bad in ["", "1.5", "_1", "1__0", "abc", "-", "1_"] {
+            assert_eq!(parse_int(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dumps_matches_python_json() {
+        let v: Value = serde_json::from_str(
+            r#"{"b": [1, 2.0, null, true], "a": "é\u0001\"\\\n", "c": {"z": {}, "y": []}, "d": "😀"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            dumps_sorted(&v),
+            r#"{"a": "\u00e9\u0001\"\\\n", "b": [1, 2.0, null, true], "c": {"y": [], "z": {}}, "d": "\ud83d\ude00"}"#
+        );
+    }
+}

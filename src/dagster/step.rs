@@ -1,0 +1,374 @@
+//! The kwargs of an `execute_step_k8s_job` Celery task, and the step Job they
+//! describe (dagster-celery-k8s's task body up to `create_namespaced_job`).
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::config::{dflt, opt, process, req, Field, Mode, Ty};
+use super::{names, pyfmt, Env, Error};
+use crate::k8s::config::schema::ids;
+use crate::k8s::config::{merge_user_configs, path, snake_case_dict, Map, UserConfig};
+use crate::k8s::job::JobConfig;
+
+/// A step Job request derived from the task kwargs alone.
+#[derive(Debug, Clone)]
+pub struct StepTask {
+    pub run_id: String,
+    pub step_key: String,
+    /// `pipeline_origin.pipeline_name` (the run record's job name in Dagster).
+    pub job_name: String,
+    pub k8s_job_name: String,
+    pub namespace: String,
+    pub job_config: JobConfig,
+    pub user: UserConfig,
+    pub args: Vec<String>,
+    pub job_wait_timeout: f64,
+    pub load_incluster_config: bool,
+    pub kubeconfig_file: Option<String>,
+}
+
+const JOB_CONFIG_KEYS: &[&str] = &[
+    "job_image",
+    "dagster_home",
+    "image_pull_policy",
+    "image_pull_secrets",
+    "service_account_name",
+    "instance_config_map",
+    "postgres_password_secret",
+    "env_config_maps",
+    "env_secrets",
+    "env_vars",
+    "volume_mounts",
+    "volumes",
+    "labels",
+    "resources",
+    "scheduler_name",
+    "security_context",
+];
+
+const KWARG_FIELDS: &[Field] = &[
+    req("execute_step_args_packed", Ty::Any),
+    req("job_config_dict", Ty::Any),
+    req("job_namespace", Ty::Str),
+    req("load_incluster_config", Ty::Bool),
+    req("job_wait_timeout", Ty::Float),
+    // Absent from 1.1.9 executors (errata 4): accepted either way.
+    opt("per_step_k8s_config", Ty::Noneable(&Ty::Any)),
+    opt("user_defined_k8s_config_dict", Ty::Noneable(&Ty::Any)),
+    dflt("kubeconfig_file", Ty::Noneable(&Ty::Str), "null"),
+];
+
+struct NoEnv;
+impl Env for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+impl StepTask {
+    /// Reads the kwargs exactly as the task signature takes them.
+    pub fn from_kwargs(kwargs: &Value) -> Result<StepTask, Error> {
+        const AT: &str = "task_kwargs";
+        let kw = process(&Ty::Shape(KWARG_FIELDS), kwargs, AT, &NoEnv, Mode::Process)?;
+        let get = |k: &str| kw.get(k).filter(|v| !v.is_null());
+
+        let packed = get("execute_step_args_packed")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let args_at = path::key(AT, "execute_step_args_packed");
+        let step_args = normalize_step_args(&packed, &args_at)?;
+        let run_id = str_field(&step_args, "pipeline_run_id", &args_at)?;
+        let step_keys = step_args
+            .get("step_keys_to_execute")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let step_key = match step_keys.as_slice() {
+            [Value::String(k)] => k.clone(),
+            _ => {
+                return Err(Error::Invalid {
+                    path: path::key(&args_at, "step_keys_to_execute"),
+                    message: "Celery K8s task executor can only execute 1 step at a time; give \
+                              exactly one step key"
+                        .into(),
+                })
+            }
+        };
+        let origin = step_args
+            .get("pipeline_origin")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::Missing {
+                path: args_at.clone(),
+                key: "pipeline_origin".into(),
+            })?;
+        let origin_at = path::key(&args_at, "pipeline_origin");
+        let job_name = str_field(origin, "pipeline_name", &origin_at)?;
+        let entry_point = entry_point(origin, &origin_at)?;
+        let attempt = step_args
+            .get("known_state")
+            .and_then(|k| k.get("previous_retry_attempts"))
+            .and_then(|p| p.get(&step_key))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+
+        let serialized = pyfmt::dumps_sorted(&Value::Object(step_args.clone()));
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        let compressed = encoder
+            .write_all(serialized.as_bytes())
+            .and_then(|()| encoder.finish())
+            .map_err(|e| Error::Invalid {
+                path: args_at.clone(),
+                message: format!("could not compress the step arguments: {e}"),
+            })?;
+        let mut args = entry_point;
+        args.extend([
+            "api".into(),
+            "execute_step".into(),
+            "--compressed-input-json".into(),
+            base64::engine::general_purpose::STANDARD.encode(compressed),
+        ]);
+
+        let job_config = job_config_from_dict(
+            get("job_config_dict").and_then(Value::as_object),
+            &path::key(AT, "job_config_dict"),
+        )?;
+        let tag_config = UserConfig::from_dict(
+            &get("user_defined_k8s_config_dict")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            &path::key(AT, "user_defined_k8s_config_dict"),
+        )?;
+        let per_step = get("per_step_k8s_config")
+            .and_then(Value::as_object)
+            .and_then(|m| m.get(&step_key))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let per_step_at = path::key(&path::key(AT, "per_step_k8s_config"), &step_key);
+        let per_step = UserConfig::from_dict(&per_step, &per_step_at)?;
+        let user = merge_user_configs(&tag_config, &per_step)?;
+
+        let k8s_job_name = names::step_job_name(&run_id, &step_key, attempt);
+        Ok(StepTask {
+            run_id,
+            step_key,
+            job_name,
+            k8s_job_name,
+            namespace: get("job_namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_owned(),
+            job_config,
+            user,
+            args,
+            job_wait_timeout: get("job_wait_timeout")
+                .and_then(Value::as_f64)
+                .unwrap_or(86400.0),
+            load_incluster_config: get("load_incluster_config")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            kubeconfig_file: get("kubeconfig_file")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// `unpack_value` then back: the fields ExecuteStepArgs knows, with its defaults,
+/// under their storage names.
+fn normalize_step_args(packed: &Map, at: &str) -> Result<Map, Error> {
+    match packed.get("__class__").and_then(Value::as_str) {
+        Some("ExecuteStepArgs") => {}
+        _ => {
+            return Err(Error::Invalid {
+                path: path::key(at, "__class__"),
+                message: "expected a packed ExecuteStepArgs (\"__class__\": \"ExecuteStepArgs\")"
+                    .into(),
+            })
+        }
+    }
+    let mut out = Map::new();
+    out.insert("__class__".into(), Value::String("ExecuteStepArgs".into()));
+    for key in [
+        "pipeline_origin",
+        "pipeline_run_id",
+        "step_keys_to_execute",
+        "instance_ref",
+        "retry_mode",
+        "known_state",
+    ] {
+        out.insert(key.into(), packed.get(key).cloned().unwrap_or(Value::Null));
+    }
+    for key in ["should_verify_step", "print_serialized_events"] {
+        let v = match packed.get(key) {
+            None | Some(Value::Null) => Value::Bool(false),
+            Some(v) => v.clone(),
+        };
+        out.insert(key.into(), v);
+    }
+    Ok(out)
+}
+
+fn str_field(map: &Map, key: &str, at: &str) -> Result<String, Error> {
+    match map.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(Error::WrongType {
+            path: path::key(at, key),
+            expected: "a string".into(),
+            got: crate::k8s::config::error_kind(other),
+        }),
+        None => Err(Error::Missing {
+            path: at.to_owned(),
+            key: key.to_owned(),
+        }),
+    }
+}
+
+/// `_get_entry_point`: the origin's entry point, else `[python, -m, dagster]`.
+fn entry_point(origin: &Map, at: &str) -> Result<Vec<String>, Error> {
+    let repo = origin
+        .get("repository_origin")
+        .and_then(Value::as_object)
+        .ok_or_else(|| Error::Missing {
+            path: at.to_owned(),
+            key: "repository_origin".into(),
+        })?;
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let from_entry = repo.get("entry_point").map(strings).unwrap_or_default();
+    if !from_entry.is_empty() {
+        return Ok(from_entry);
+    }
+    let python = repo
+        .get("executable_path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Missing {
+            path: path::key(at, "repository_origin"),
+            key: "executable_path".into(),
+        })?;
+    Ok(vec![python.to_owned(), "-m".into(), "dagster".into()])
+}
+
+/// `DagsterK8sJobConfig.from_dict(job_config_dict)`.
+pub fn job_config_from_dict(dict: Option<&Map>, at: &str) -> Result<JobConfig, Error> {
+    let empty = Map::new();
+    let dict = dict.unwrap_or(&empty);
+    if let Some(bad) = dict.keys().find(|k| !JOB_CONFIG_KEYS.contains(&k.as_str())) {
+        return Err(Error::UnknownKey {
+            path: path::key(at, bad),
+            expected: JOB_CONFIG_KEYS.join(", "),
+        });
+    }
+    let get = |k: &str| dict.get(k).filter(|v| !v.is_null());
+    let string = |k: &str| -> Result<Option<String>, Error> {
+        match get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(Error::WrongType {
+                path: path::key(at, k),
+                expected: "a string".into(),
+                got: crate::k8s::config::error_kind(other),
+            }),
+        }
+    };
+    let list = |k: &str| -> Result<Vec<Value>, Error> {
+        match get(k) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(other) => Err(Error::WrongType {
+                path: path::key(at, k),
+                expected: "a list".into(),
+                got: crate::k8s::config::error_kind(other),
+            }),
+        }
+    };
+    let strings = |k: &str| -> Result<Vec<String>, Error> {
+        list(k)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(Error::WrongType {
+                    path: path::index(&path::key(at, k), i),
+                    expected: "a string".into(),
+                    got: crate::k8s::config::error_kind(other),
+                }),
+            })
+            .collect()
+    };
+    let object = |k: &str| -> Result<Map, Error> {
+        match get(k) {
+            None => Ok(Map::new()),
+            Some(Value::Object(o)) => Ok(o.clone()),
+            Some(other) => Err(Error::WrongType {
+                path: path::key(at, k),
+                expected: "an object".into(),
+                got: crate::k8s::config::error_kind(other),
+            }),
+        }
+    };
+    let convert = |k: &str, model: usize| -> Result<Vec<Value>, Error> {
+        list(k)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let here = path::index(&path::key(at, k), i);
+                let obj = v.as_object().ok_or_else(|| Error::WrongType {
+                    path: here.clone(),
+                    expected: "an object".into(),
+                    got: crate::k8s::config::error_kind(v),
+                })?;
+                Ok(Value::Object(snake_case_dict(model, obj, &here)?))
+            })
+            .collect()
+    };
+    let labels = object("labels")?;
+    if let Some((k, v)) = labels.iter().find(|(_, v)| !v.is_string()) {
+        return Err(Error::WrongType {
+            path: path::key(&path::key(at, "labels"), k),
+            expected: "a string label value".into(),
+            got: crate::k8s::config::error_kind(v),
+        });
+    }
+    let pull_secrets = list("image_pull_secrets")?;
+    if let Some((i, v)) = pull_secrets
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_object())
+    {
+        return Err(Error::WrongType {
+            path: path::index(&path::key(at, "image_pull_secrets"), i),
+            expected: "an object like {name: <secret>}".into(),
+            got: crate::k8s::config::error_kind(v),
+        });
+    }
+    Ok(JobConfig {
+        job_image: string("job_image")?,
+        dagster_home: string("dagster_home")?,
+        image_pull_policy: Some(string("image_pull_policy")?.unwrap_or_else(|| "Always".into())),
+        image_pull_secrets: pull_secrets,
+        service_account_name: string("service_account_name")?,
+        instance_config_map: string("instance_config_map")?,
+        postgres_password_secret: string("postgres_password_secret")?,
+        env_config_maps: strings("env_config_maps")?,
+        env_secrets: strings("env_secrets")?,
+        env_vars: strings("env_vars")?,
+        volume_mounts: convert("volume_mounts", ids::VOLUME_MOUNT)?,
+        volumes: convert("volumes", ids::VOLUME)?,
+        labels,
+        resources: object("resources")?,
+        scheduler_name: string("scheduler_name")?,
+        security_context: object("security_context")?,
+    })
+}

@@ -1,0 +1,222 @@
+//! Key conversion and value coercion, as dagster-k8s's `models.py` does them:
+//! `k8s_snake_case_dict` (camelCase or snake_case in, snake_case out) and
+//! `k8s_model_from_dict` followed by the client's `sanitize_for_serialization`
+//! (snake_case in, wire camelCase JSON out, values coerced to the field types).
+
+use serde_json::Value;
+
+use super::error::{kind_of, Error};
+use super::path;
+use super::schema::{Model, Ty};
+use super::Map;
+use crate::dagster::pyfmt;
+
+/// Renames every key of `dict` to its snake_case attribute name for `model`,
+/// recursing into nested models only. Opaque values (labels, quantities,
+/// IntOrString) keep their inner keys.
+pub fn snake_case_dict(model: usize, dict: &Map, at: &str) -> Result<Map, Error> {
+    let m = Model::get(model);
+    let mut out = Map::new();
+    for (key, value) in dict {
+        let field = match m.by_camel(key) {
+            Some(f) if f.snake != key.as_str() => {
+                if dict.contains_key(f.snake) {
+                    return Err(Error::BothForms {
+                        path: at.to_owned(),
+                        camel: key.clone(),
+                        snake: f.snake.to_owned(),
+                        model: m.name,
+                    });
+                }
+                f
+            }
+            Some(f) => f,
+            None => m.by_snake(key).ok_or_else(|| unknown_key(m, key, at))?,
+        };
+        let here = path::key(at, key);
+        out.insert(
+            field.snake.to_owned(),
+            snake_case_value(&field.ty, value, &here)?,
+        );
+    }
+    Ok(out)
+}
+
+fn snake_case_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
+    match ty {
+        Ty::List(inner) => {
+            let items = expect_list(value, ty, at)?;
+            let converted = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| snake_case_value(inner, v, &path::index(at, i)))
+                .collect::<Result<_, _>>()?;
+            Ok(Value::Array(converted))
+        }
+        Ty::Map(inner) => {
+            let entries = expect_object(value, ty, at)?;
+            let mut out = Map::new();
+            for (k, v) in entries {
+                out.insert(k.clone(), snake_case_value(inner, v, &path::key(at, k))?);
+            }
+            Ok(Value::Object(out))
+        }
+        Ty::Model(id) => Ok(Value::Object(snake_case_dict(
+            *id,
+            expect_object(value, ty, at)?,
+            at,
+        )?)),
+        Ty::Str | Ty::Int | Ty::Float | Ty::Bool | Ty::DateTime | Ty::Date | Ty::Object => {
+            Ok(value.clone())
+        }
+    }
+}
+
+/// Builds the wire (camelCase) JSON of `model` from a snake_case dict, dropping
+/// null attributes and coercing scalars the way the Python client's model
+/// constructors do (`str(1)` is `"1"`, `int("5")` is `5`).
+pub fn model_to_wire(model: usize, dict: &Map, at: &str) -> Result<Value, Error> {
+    let m = Model::get(model);
+    if let Some(bad) = dict.keys().find(|k| m.by_snake(k).is_none()) {
+        return Err(unknown_key(m, bad, at));
+    }
+    let mut out = Map::new();
+    for field in m.fields {
+        match dict.get(field.snake) {
+            None | Some(Value::Null) => {
+                if field.required {
+                    return Err(Error::MissingRequired {
+                        path: at.to_owned(),
+                        model: m.name,
+                        field: field.snake,
+                    });
+                }
+            }
+            Some(value) => {
+                let here = path::key(at, field.snake);
+                if matches!(field.ty, Ty::DateTime | Ty::Date) {
+                    return Err(Error::ServerSet {
+                        path: here,
+                        field: field.camel,
+                    });
+                }
+                out.insert(field.camel.to_owned(), wire_value(&field.ty, value, &here)?);
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn wire_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
+    if value.is_null() {
+        // Inside lists and maps a null stays: the client serializes it as null.
+        return Ok(Value::Null);
+    }
+    match ty {
+        Ty::List(inner) => {
+            let items = expect_list(value, ty, at)?;
+            let converted = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| wire_value(inner, v, &path::index(at, i)))
+                .collect::<Result<_, _>>()?;
+            Ok(Value::Array(converted))
+        }
+        Ty::Map(inner) => {
+            let mut out = Map::new();
+            for (k, v) in expect_object(value, ty, at)? {
+                out.insert(k.clone(), wire_value(inner, v, &path::key(at, k))?);
+            }
+            Ok(Value::Object(out))
+        }
+        Ty::Model(id) => model_to_wire(*id, expect_object(value, ty, at)?, at),
+        Ty::Object => Ok(value.clone()),
+        Ty::Str => coerce_str(value, at).map(Value::String),
+        Ty::Int => coerce_int(value, at).map(Value::from),
+        Ty::Float => coerce_float(value, at).map(Value::from),
+        Ty::Bool => match value {
+            Value::Bool(b) => Ok(Value::Bool(*b)),
+            Value::Number(n) => Ok(Value::Bool(n.as_f64().is_some_and(|f| f != 0.0))),
+            // Python's bool("false") is True; refusing is kinder than copying that.
+            other => Err(wrong(at, "a boolean (true or false)", other)),
+        },
+        Ty::DateTime | Ty::Date => Err(wrong(at, "nothing (server-set field)", value)),
+    }
+}
+
+/// Python's `str(value)` for the scalars a config can hold.
+fn coerce_str(value: &Value, at: &str) -> Result<String, Error> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Bool(true) => Ok("True".into()),
+        Value::Bool(false) => Ok("False".into()),
+        Value::Number(n) => Ok(pyfmt::number_str(n)),
+        other => Err(wrong(at, "a string", other)),
+    }
+}
+
+/// Python's `int(value)`.
+fn coerce_int(value: &Value, at: &str) -> Result<i64, Error> {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(i);
+            }
+            match n.as_f64() {
+                // int() truncates toward zero.
+                Some(f) if f.is_finite() && f.abs() < 9.2e18 => Ok(f.trunc() as i64),
+                _ => Err(wrong(at, "an integer", value)),
+            }
+        }
+        Value::Bool(b) => Ok(i64::from(*b)),
+        Value::String(s) => pyfmt::parse_int(s).ok_or_else(|| wrong(at, "an integer", value)),
+        other => Err(wrong(at, "an integer", other)),
+    }
+}
+
+/// Python's `float(value)`.
+fn coerce_float(value: &Value, at: &str) -> Result<f64, Error> {
+    match value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| wrong(at, "a number", value)),
+        Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| wrong(at, "a number", value)),
+        other => Err(wrong(at, "a number", other)),
+    }
+}
+
+fn expect_list<'a>(value: &'a Value, ty: &Ty, at: &str) -> Result<&'a Vec<Value>, Error> {
+    value
+        .as_array()
+        .ok_or_else(|| wrong(at, &format!("a list ({})", ty.describe()), value))
+}
+
+fn expect_object<'a>(value: &'a Value, ty: &Ty, at: &str) -> Result<&'a Map, Error> {
+    value
+        .as_object()
+        .ok_or_else(|| wrong(at, &format!("an object ({})", ty.describe()), value))
+}
+
+fn wrong(at: &str, expected: &str, got: &Value) -> Error {
+    Error::WrongType {
+        path: at.to_owned(),
+        expected: expected.to_owned(),
+        got: kind_of(got),
+    }
+}
+
+fn unknown_key(model: &Model, key: &str, at: &str) -> Error {
+    Error::UnknownKey {
+        path: path::key(at, key),
+        key: key.to_owned(),
+        model: model.name,
+        expected: model.snake_names().join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests;

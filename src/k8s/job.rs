@@ -1,0 +1,5 @@
+//! The pure Job builder: `construct_dagster_k8s_job` for run and step Jobs.
+
+mod builder;
+
+pub use builder::{build_job, JobConfig, JobRequest};

@@ -1,0 +1,175 @@
+"""Render a parity corpus entry with the REAL Dagster packages.
+
+    render(entry) -> {"ok": True, "job": <Job dict as the k8s client would send it>, "namespace": str}
+                   | {"ok": False, "error": "<ExceptionType>: <message>"}
+
+Run cases: the launcher is loaded exactly as Dagster loads it from dagster.yaml
+(`InstanceRef.from_dir(...).run_launcher`, i.e. ConfigurableClassData.rehydrate: process_config +
+from_config_value), registered with a minimal instance stand-in, and `launch_run` / `resume_run`
+is called with a real DagsterRun. Step cases: the real `execute_step_k8s_job` Celery task body
+(from `create_k8s_job_task`) is called with the message kwargs, `DagsterInstance.from_ref` returning
+a stand-in holding the run record (status STARTED, no remote origin).
+
+Only the Kubernetes config loading and the Kubernetes API objects are faked (see
+dagster_harness.fake_kubernetes); `create_namespaced_job` captures the body and stops the path.
+
+CLI: python dagster_render.py CASE.json [--env-json ENV.json]  (prints the Job or the error)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from typing import Any, Mapping
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import dagster_harness as h  # noqa: E402
+
+_CELERY_TASK = None
+
+
+def _celery_task():
+    """The task exactly as a celery-k8s worker runs it (`celery -A dagster_celery_k8s.app`)."""
+    global _CELERY_TASK
+    if _CELERY_TASK is None:
+        from dagster_celery_k8s.app import execute_step_k8s_job  # create_k8s_job_task(app)
+
+        _CELERY_TASK = execute_step_k8s_job
+    return _CELERY_TASK
+
+
+@contextlib.contextmanager
+def _patched_from_ref(instance):
+    from dagster import DagsterInstance
+
+    saved = DagsterInstance.__dict__["from_ref"]
+    DagsterInstance.from_ref = staticmethod(lambda ref: instance)
+    try:
+        yield
+    finally:
+        DagsterInstance.from_ref = saved
+
+
+def _error(exc: BaseException) -> dict:
+    msg = str(exc)
+    return {"ok": False, "error": f"{type(exc).__name__}: {msg}"}
+
+
+def _render_run(case: Mapping[str, Any]) -> dict:
+    from dagster._core.launcher import LaunchRunContext, ResumeRunContext
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+
+    launcher_class = case["launcher_class"]
+    launcher_cfg = case["launcher"]
+    run = case["run"]
+    resume_attempt = int(run.get("resume_attempt") or 0)
+
+    ref = h.instance_ref_for(launcher_class, launcher_cfg)
+    launcher = ref.run_launcher  # ConfigurableClassData.rehydrate(as_type=RunLauncher)
+    if type(launcher).__name__ != launcher_class:
+        raise AssertionError(f"loaded {type(launcher).__name__}, expected {launcher_class}")
+    dagster_run = h.dagster_run_for(
+        run, status=DagsterRunStatus.STARTED if resume_attempt else DagsterRunStatus.STARTING
+    )
+    instance = h.InstanceStandIn(ref, run=dagster_run, resume_attempts=resume_attempt)
+    launcher.register_instance(instance)
+    try:
+        if resume_attempt:
+            launcher.resume_run(
+                ResumeRunContext(
+                    dagster_run=dagster_run, workspace=None, resume_attempt_number=resume_attempt
+                )
+            )
+        else:
+            launcher.launch_run(LaunchRunContext(dagster_run=dagster_run, workspace=None))
+    except h.JobCaptured as captured:
+        return {
+            "ok": True,
+            "job": h.sanitize(captured.body),
+            "namespace": captured.namespace,
+            "engine_events": list(instance.engine_events),
+            "added_tags": dict(instance.added_tags),
+        }
+    raise AssertionError("launcher returned without calling create_namespaced_job")
+
+
+def _render_step(case: Mapping[str, Any]) -> dict:
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+    from dagster._serdes import unpack_value
+
+    kwargs = dict(case["task_kwargs"])
+    # The run record a worker would load from run storage (errata 6: from kwargs alone the job
+    # name is pipeline_origin.pipeline_name and there is no remote origin / code location).
+    packed = kwargs["execute_step_args_packed"]
+    step_args = unpack_value(packed)
+    dagster_run = DagsterRun(
+        job_name=step_args.job_origin.job_name,
+        run_id=step_args.run_id,
+        status=DagsterRunStatus.STARTED,
+        job_code_origin=step_args.job_origin,
+    )
+    instance = h.InstanceStandIn(step_args.instance_ref, run=dagster_run)
+    task = _celery_task()
+    with _patched_from_ref(instance):
+        try:
+            result = task(**kwargs)
+        except h.JobCaptured as captured:
+            return {
+                "ok": True,
+                "job": h.sanitize(captured.body),
+                "namespace": captured.namespace,
+                "engine_events": list(instance.engine_events),
+            }
+    raise AssertionError(f"task returned {result!r} without calling create_namespaced_job")
+
+
+def render(entry: Mapping[str, Any], *, with_traceback: bool = False) -> dict:
+    """Render one corpus entry ({"name", "case", "env"}) with the real Python packages."""
+    case = entry["case"]
+    env = entry.get("env") or {}
+    try:
+        with h.process_env(env), h.fake_kubernetes():
+            if case["kind"] == "run":
+                return _render_run(case)
+            if case["kind"] == "step":
+                return _render_step(case)
+            raise ValueError(f"unknown case kind {case['kind']!r}")
+    except AssertionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Dagster's rejection is the expected outcome
+        out = _error(exc)
+        if with_traceback:
+            out["traceback"] = traceback.format_exc()
+        return out
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", help="case JSON file, or a corpus entry with name/case/env")
+    parser.add_argument("--env-json", help="JSON file with the env dict for the case")
+    parser.add_argument("--traceback", action="store_true")
+    args = parser.parse_args(argv)
+    with open(args.case, encoding="utf-8") as f:
+        doc = json.load(f)
+    entry = doc if "case" in doc else {"name": os.path.basename(args.case), "case": doc, "env": {}}
+    if args.env_json:
+        with open(args.env_json, encoding="utf-8") as f:
+            entry["env"] = json.load(f)
+    out = render(entry, with_traceback=args.traceback)
+    if out["ok"]:
+        print(json.dumps(out["job"], indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    print(out["error"], file=sys.stderr)
+    if args.traceback:
+        print(out.get("traceback", ""), file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
