@@ -7,6 +7,7 @@
 //! pipeline from a launch or step task to a Job). Nothing in these modules
 //! performs I/O.
 
+pub mod bench;
 pub mod dagster;
 pub mod k8s;
 pub mod render;

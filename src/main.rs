@@ -31,6 +31,25 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Json)]
         output: Output,
     },
+    /// Benchmarks. Numbers are printed as JSON lines.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Time rendering a case file in-process (per Job, full pipeline).
+    Render {
+        #[arg(long)]
+        case: PathBuf,
+        /// A name for the output line (defaults to the file stem).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 20_000)]
+        iterations: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,6 +71,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Bench {
+            what:
+                Bench::Render {
+                    case,
+                    name,
+                    iterations,
+                },
+        } => {
+            let text = std::fs::read_to_string(&case)
+                .with_context(|| format!("reading case file {}", case.display()))?;
+            let value = parse_case_text(&text)?;
+            let timing = runway::bench::time_render(&value, &ProcessEnv, iterations)?;
+            let name = name.unwrap_or_else(|| {
+                case.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            println!("{}", timing.to_json(&name));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Render { case, output } => {
             let text = std::fs::read_to_string(&case)
                 .with_context(|| format!("reading case file {}", case.display()))?;

@@ -210,20 +210,41 @@ def instance_ref_for(launcher_class: str, launcher_config: Mapping[str, Any]):
     return ref
 
 
+_RUN_STORAGE = None
+
+
+def run_storage():
+    """A real (in-memory, sqlite) Dagster run storage shared by the stand-in instances, so that
+    run-tag writes are checked exactly like in a deployment (e.g. a None `dagster/image` tag value
+    is rejected by the storage's own checks)."""
+    global _RUN_STORAGE
+    if _RUN_STORAGE is None:
+        from dagster._core.storage.runs import InMemoryRunStorage
+
+        _RUN_STORAGE = InMemoryRunStorage()
+    return _RUN_STORAGE
+
+
 class InstanceStandIn:
-    """The handful of DagsterInstance methods the launchers / the celery task call."""
+    """The handful of DagsterInstance methods the launchers / the celery task call. Run records
+    live in a real run storage; engine events are recorded (messages only) and swallowed."""
 
     def __init__(self, ref, run=None, resume_attempts: int = 0):
         self._ref = ref
-        self._run = run
         self._resume_attempts = resume_attempts
         self.engine_events: list[str] = []
         self.added_tags: dict[str, str] = {}
+        if run is not None:
+            storage = run_storage()
+            if storage.has_run(run.run_id):
+                storage.delete_run(run.run_id)
+            storage.add_run(run)
 
     def get_ref(self):
         return self._ref
 
     def add_run_tags(self, run_id, new_tags):
+        run_storage().add_run_tags(run_id, new_tags)
         self.added_tags.update(new_tags)
 
     def report_engine_event(self, message, dagster_run=None, engine_event_data=None, cls=None,
@@ -238,7 +259,10 @@ class InstanceStandIn:
         return self._resume_attempts
 
     def get_run_by_id(self, run_id):
-        return self._run
+        from dagster._core.storage.dagster_run import RunsFilter
+
+        runs = run_storage().get_runs(RunsFilter(run_ids=[run_id]))
+        return runs[0] if runs else None
 
     def report_run_canceling(self, *args, **kwargs):
         return None

@@ -1,0 +1,45 @@
+# The targets CI runs. `make test` is the one command that sets up and runs everything.
+CARGO ?= cargo
+PY := .venv/bin/python
+
+.PHONY: test demo bootstrap fmt clippy rust-test parity python-test bench fixtures fields
+
+test: bootstrap fmt clippy rust-test python-test
+
+demo:
+	@scripts/demo.sh
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+rust-test:
+	$(CARGO) build --bin runway
+	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast; \
+	else $(CARGO) test --no-fail-fast; fi
+
+# Python-side tests: the generated field table against the Kubernetes client,
+# and parity of `runway render` with the real dagster-k8s on the generated corpus.
+python-test:
+	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python tests/parity
+
+parity:
+	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/parity
+
+# Speed of rendering, side by side with the Python path in the same run.
+bench:
+	$(CARGO) build --release --bin runway
+	$(PY) benches/compare_render.py --runway target/release/runway
+	$(CARGO) bench --bench render
+
+# Regenerate committed artefacts (never edited by hand).
+fixtures:
+	$(PY) tests/parity/make_fixtures.py
+
+fields:
+	$(PY) tools/gen_k8s_fields.py

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian machine, and
+# does nothing that is already done. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "need root to run: $*" >&2; return 1; fi
+}
+
+# --- Debian packages -------------------------------------------------------
+need_pkgs=()
+command -v cc >/dev/null || need_pkgs+=(build-essential)
+command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v rabbitmq-server >/dev/null || need_pkgs+=(rabbitmq-server)
+command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "apt-get install ${need_pkgs[*]}"
+    as_root apt-get update -q
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q "${need_pkgs[@]}"
+fi
+command -v cargo >/dev/null || { echo "cargo (the Rust toolchain) is required" >&2; exit 1; }
+
+# --- Loopback services (started only when not already listening) ------------
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if ! listening 6379; then
+    log "starting Redis on 127.0.0.1:6379"
+    mkdir -p /tmp/runway-redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir /tmp/runway-redis --logfile /tmp/runway-redis/redis.log
+fi
+if ! listening 5672; then
+    log "starting RabbitMQ on 127.0.0.1:5672"
+    as_root rabbitmq-server -detached || true
+fi
+if ! listening 5432; then
+    log "starting PostgreSQL on 127.0.0.1:5432"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+
+# --- Python venv with the pinned Dagster test peers -------------------------
+stamp=.venv/.runway-requirements
+want=$(cat python/requirements-test.txt python/constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "creating .venv with pinned Dagster packages"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -r python/requirements-test.txt -c python/constraints.txt
+    echo "$want" > "$stamp"
+fi
