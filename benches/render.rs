@@ -3,6 +3,9 @@
 //! celery-k8s step task. `make bench` prints the Python peer's numbers beside
 //! these (benches/compare_render.py).
 
+// A bench with a missing or broken fixture has nothing to measure: stop loudly.
+#![allow(clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -19,9 +19,17 @@ fn arb_json() -> impl Strategy<Value = Value> {
             .prop_map(Value::from),
         "[a-zA-Z_./{}\"\\- ]{0,12}".prop_map(Value::String),
         prop_oneof![
-            Just("env"), Just("name"), Just("container_config"), Just("resources"),
-            Just("K8sRunLauncher"), Just("run"), Just("step"), Just("DEEP"), Just("SHALLOW"),
-            Just("{\"container_config\": {}}"), Just("ExecuteStepArgs"),
+            Just("env"),
+            Just("name"),
+            Just("container_config"),
+            Just("resources"),
+            Just("K8sRunLauncher"),
+            Just("run"),
+            Just("step"),
+            Just("DEEP"),
+            Just("SHALLOW"),
+            Just("{\"container_config\": {}}"),
+            Just("ExecuteStepArgs"),
         ]
         .prop_map(|s| Value::String(s.to_owned())),
     ];
@@ -39,14 +47,45 @@ fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z_]{1,10}",
         prop::sample::select(vec![
-            "kind", "launcher_class", "launcher", "run", "task_kwargs", "run_id", "job_name",
-            "args", "tags", "image", "container_context", "k8s", "env_vars", "env", "namespace",
-            "run_k8s_config", "container_config", "pod_spec_config", "job_spec_config",
-            "job_metadata", "pod_template_spec_metadata", "merge_behavior", "labels",
-            "volumes", "volume_mounts", "resources", "limits", "service_account_name",
-            "instance_config_map", "execute_step_args_packed", "job_config_dict",
-            "per_step_k8s_config", "user_defined_k8s_config_dict", "pipeline_origin",
-            "__class__", "dagster-k8s/config", "containers", "securityContext", "envFrom",
+            "kind",
+            "launcher_class",
+            "launcher",
+            "run",
+            "task_kwargs",
+            "run_id",
+            "job_name",
+            "args",
+            "tags",
+            "image",
+            "container_context",
+            "k8s",
+            "env_vars",
+            "env",
+            "namespace",
+            "run_k8s_config",
+            "container_config",
+            "pod_spec_config",
+            "job_spec_config",
+            "job_metadata",
+            "pod_template_spec_metadata",
+            "merge_behavior",
+            "labels",
+            "volumes",
+            "volume_mounts",
+            "resources",
+            "limits",
+            "service_account_name",
+            "instance_config_map",
+            "execute_step_args_packed",
+            "job_config_dict",
+            "per_step_k8s_config",
+            "user_defined_k8s_config_dict",
+            "pipeline_origin",
+            "__class__",
+            "dagster-k8s/config",
+            "containers",
+            "securityContext",
+            "envFrom",
         ])
         .prop_map(str::to_owned),
     ]
@@ -105,7 +144,9 @@ fn assert_names_a_field(result: Result<runway::render::Rendered, runway::render:
     if let Err(err) = result {
         let msg = err.to_string();
         let named = msg.contains("violated the allowed list")
-            || msg.split_once(": ").is_some_and(|(path, _)| !path.trim().is_empty());
+            || msg
+                .split_once(": ")
+                .is_some_and(|(path, _)| !path.trim().is_empty());
         assert!(named, "error does not name a field: {msg}");
     }
 }
