@@ -201,10 +201,13 @@ def instance_ref_for(launcher_class: str, launcher_config: Mapping[str, Any]):
     key = json.dumps([launcher_class, launcher_config], sort_keys=True)
     ref = _REF_CACHE.get(key)
     if ref is None:
+        # a plain JSON copy: like a dagster.yaml read from disk, no shared sub-objects (which
+        # yaml.dump would turn into &anchors / *aliases in the ref's config_yaml)
+        plain_config = json.loads(json.dumps(launcher_config))
         ref = InstanceRef.from_dir(
             DAGSTER_HOME_IN_CONTAINER,
             config_dir=_empty_config_dir(),
-            overrides=instance_yaml(launcher_class, launcher_config),
+            overrides=instance_yaml(launcher_class, plain_config),
         )
         _REF_CACHE[key] = ref
     return ref

@@ -55,11 +55,28 @@ def _patched_from_ref(instance):
 
 
 def _error(exc: BaseException) -> dict:
-    msg = str(exc)
+    from dagster._core.errors import DagsterInvalidConfigError
+
+    msg = str(exc).split("\n")[0]
+    if isinstance(exc, DagsterInvalidConfigError):
+        # the default str() embeds the whole schema; keep the config errors instead
+        details = "; ".join(err.message for err in exc.errors) if exc.errors else ""
+        head = str(exc.args[0]).split("\n")[0].split(" for {")[0]  # no schema repr
+        msg = f"{head}: {details}" if details else head
     return {"ok": False, "error": f"{type(exc).__name__}: {msg}"}
 
 
-def _render_run(case: Mapping[str, Any]) -> dict:
+def _captured(instance, captured: "h.JobCaptured") -> dict:
+    return {
+        "ok": True,
+        "job": h.sanitize(captured.body),
+        "namespace": captured.namespace,
+        "engine_events": list(instance.engine_events),
+        "added_tags": dict(instance.added_tags),
+    }
+
+
+def _prepare_run(case: Mapping[str, Any]):
     from dagster._core.launcher import LaunchRunContext, ResumeRunContext
     from dagster._core.storage.dagster_run import DagsterRunStatus
 
@@ -77,35 +94,35 @@ def _render_run(case: Mapping[str, Any]) -> dict:
     )
     instance = h.InstanceStandIn(ref, run=dagster_run, resume_attempts=resume_attempt)
     launcher.register_instance(instance)
-    try:
-        if resume_attempt:
-            launcher.resume_run(
-                ResumeRunContext(
-                    dagster_run=dagster_run, workspace=None, resume_attempt_number=resume_attempt
+
+    def once() -> dict:
+        instance.engine_events.clear()
+        try:
+            if resume_attempt:
+                launcher.resume_run(
+                    ResumeRunContext(
+                        dagster_run=dagster_run, workspace=None,
+                        resume_attempt_number=resume_attempt,
+                    )
                 )
-            )
-        else:
-            launcher.launch_run(LaunchRunContext(dagster_run=dagster_run, workspace=None))
-    except h.JobCaptured as captured:
-        return {
-            "ok": True,
-            "job": h.sanitize(captured.body),
-            "namespace": captured.namespace,
-            "engine_events": list(instance.engine_events),
-            "added_tags": dict(instance.added_tags),
-        }
-    raise AssertionError("launcher returned without calling create_namespaced_job")
+            else:
+                launcher.launch_run(LaunchRunContext(dagster_run=dagster_run, workspace=None))
+        except h.JobCaptured as captured:
+            return _captured(instance, captured)
+        raise AssertionError("launcher returned without calling create_namespaced_job")
+
+    once.instance = instance  # keeps the weakly-referenced instance alive
+    return once
 
 
-def _render_step(case: Mapping[str, Any]) -> dict:
+def _prepare_step(case: Mapping[str, Any]):
     from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
     from dagster._serdes import unpack_value
 
     kwargs = dict(case["task_kwargs"])
     # The run record a worker would load from run storage (errata 6: from kwargs alone the job
     # name is pipeline_origin.pipeline_name and there is no remote origin / code location).
-    packed = kwargs["execute_step_args_packed"]
-    step_args = unpack_value(packed)
+    step_args = unpack_value(kwargs["execute_step_args_packed"])
     dagster_run = DagsterRun(
         job_name=step_args.job_origin.job_name,
         run_id=step_args.run_id,
@@ -114,30 +131,36 @@ def _render_step(case: Mapping[str, Any]) -> dict:
     )
     instance = h.InstanceStandIn(step_args.instance_ref, run=dagster_run)
     task = _celery_task()
-    with _patched_from_ref(instance):
-        try:
-            result = task(**kwargs)
-        except h.JobCaptured as captured:
-            return {
-                "ok": True,
-                "job": h.sanitize(captured.body),
-                "namespace": captured.namespace,
-                "engine_events": list(instance.engine_events),
-            }
-    raise AssertionError(f"task returned {result!r} without calling create_namespaced_job")
+
+    def once() -> dict:
+        instance.engine_events.clear()
+        with _patched_from_ref(instance):
+            try:
+                result = task(**kwargs)
+            except h.JobCaptured as captured:
+                return _captured(instance, captured)
+        raise AssertionError(f"task returned {result!r} without calling create_namespaced_job")
+
+    return once
+
+
+def prepare(case: Mapping[str, Any]):
+    """Set up everything that a deployment sets up once (launcher loaded from the instance ref,
+    run record stored, worker task registered) and return a function that renders one Job.
+    Must be called, like the returned function, inside process_env() and fake_kubernetes()."""
+    if case["kind"] == "run":
+        return _prepare_run(case)
+    if case["kind"] == "step":
+        return _prepare_step(case)
+    raise ValueError(f"unknown case kind {case['kind']!r}")
 
 
 def render(entry: Mapping[str, Any], *, with_traceback: bool = False) -> dict:
     """Render one corpus entry ({"name", "case", "env"}) with the real Python packages."""
-    case = entry["case"]
     env = entry.get("env") or {}
     try:
         with h.process_env(env), h.fake_kubernetes():
-            if case["kind"] == "run":
-                return _render_run(case)
-            if case["kind"] == "step":
-                return _render_step(case)
-            raise ValueError(f"unknown case kind {case['kind']!r}")
+            return prepare(entry["case"])()
     except AssertionError:
         raise
     except Exception as exc:  # noqa: BLE001 - Dagster's rejection is the expected outcome

@@ -124,22 +124,32 @@ SEED_TAG_CONFIG = {
 }
 
 
-def helm_k8s_run_launcher_config(values: dict, corrected: bool) -> dict:
+def helm_k8s_run_launcher_config(values: dict, corrected: bool, env_sources: bool = True) -> dict:
     """dagster.yaml `run_launcher.config` the Dagster Helm chart renders for K8sRunLauncher
-    (`helpers/instance/_run-launcher.tpl`, chart generation of the seed's 1.1.9 deployment:
-    instance settings as {env: ...} sources, the pipeline-run env ConfigMap in env_config_maps,
-    raw k8s config passed through with its camelCase keys)."""
+    (`helpers/instance/_run-launcher.tpl`): camelCase Helm values become snake_case launcher keys,
+    raw k8s config is passed through with its camelCase keys, plus the chart's standard keys.
+
+    env_sources=True: the chart generation of the seed's 1.1.9 deployment, which points
+    dagster_home / instance_config_map / postgres_password_secret and the pipeline-run env
+    ConfigMap at the daemon's env ({env: ...}, values in SEED_ENV).
+    env_sources=False: the same values as literals (as the current chart writes them), so the
+    case needs no environment.
+    """
     v = {**SEED_CHART_DEFAULTS, **copy.deepcopy(values)}
+
+    def src(var: str):
+        return {"env": var} if env_sources else SEED_ENV[var]
+
     cfg: dict[str, Any] = {
         "load_incluster_config": v["loadInclusterConfig"],
         "job_namespace": v.get("jobNamespace") or SEED_NAMESPACE,
         "image_pull_policy": v["imagePullPolicy"],
         "image_pull_secrets": copy.deepcopy(SEED_IMAGE_PULL_SECRETS),
         "service_account_name": SEED_RELEASE,
-        "dagster_home": {"env": "DAGSTER_HOME"},
-        "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
-        "postgres_password_secret": {"env": "DAGSTER_K8S_PG_PASSWORD_SECRET"},
-        "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"}],
+        "dagster_home": src("DAGSTER_HOME"),
+        "instance_config_map": src("DAGSTER_K8S_INSTANCE_CONFIG_MAP"),
+        "postgres_password_secret": src("DAGSTER_K8S_PG_PASSWORD_SECRET"),
+        "env_config_maps": [src("DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP")],
     }
     if v.get("labels"):
         cfg["labels"] = v["labels"]
@@ -1044,6 +1054,7 @@ def apply_k8s_run_error(b: Builder, error: str, cfg: dict, run: dict) -> None:
             {"name": "DAGSTER_CLOUD_DEPLOYMENT_NAME",
              "valueFrom": {"configMapKeyRef": {"name": "deploy", "key": "name"}}}]
         _set_tag_config(tags, tc)
+        cfg.pop("only_allow_user_defined_env_vars", None)  # would filter the entry out first
     elif error == "env_without_name":
         tc = _tag_config(tags)
         tc["container_config"] = {"env": [{"value": "nameless"}]}
@@ -1284,6 +1295,8 @@ def run_case_celery(b: Builder, error: str | None) -> dict:
             tc = _tag_config(tags)
             tc["container_config"] = {"resources": {"cpu": "300m", "memory": "2048Mi"}}
             _set_tag_config(tags, tc)
+            # the legacy resource_requirements tag would replace (and so hide) those resources
+            tags.pop("dagster-k8s/resource_requirements", None)
         else:
             raise ValueError(error)
     run["args"] = h.run_worker_args("CeleryK8sRunLauncher", cfg, run)
@@ -1442,7 +1455,8 @@ def _seed_run(tags: dict | None = None) -> dict:
 
 
 def _finish_run_entry(name, launcher_class, cfg, run, env, features, expect) -> dict:
-    run = dict(run)
+    cfg = json.loads(json.dumps(cfg))
+    run = json.loads(json.dumps(run))
     run["args"] = h.run_worker_args(launcher_class, cfg, run)
     case = {"kind": "run", "launcher_class": launcher_class, "launcher": cfg, "run": run}
     return {"name": name, "case": case, "env": dict(env), "features": sorted(features), "expect": expect}
@@ -1450,32 +1464,37 @@ def _finish_run_entry(name, launcher_class, cfg, run, env, features, expect) -> 
 
 def fixed_entries() -> list[dict]:
     out = []
-    seed_features = {"kind:k8s_run", "seed_case", "labels", "resources", "affinity", "env_source",
-                     "env_source_in_array", "env_config_maps", "image_pull_secrets", "container_context",
+    seed_features = {"kind:k8s_run", "seed_case", "labels", "resources", "affinity",
+                     "env_config_maps", "image_pull_secrets", "image_pull_policy", "container_context",
                      "cc_namespace", "launcher_run_k8s_config", "container_config", "pod_spec_config",
                      "pod_template_spec_metadata", "job_spec_config", "job_metadata", "ttl",
-                     "job_spec_template_ignored", "code_location", "origin_image", "camel_keys"}
+                     "job_spec_template_ignored", "code_location", "origin_image", "camel_keys",
+                     "service_account_name", "job_namespace", "dagster_home"}
+    env_src = {"env_source", "env_source_in_array"}
+    corrected = helm_k8s_run_launcher_config(SEED_K8S_RUN_LAUNCHER_VALUES, corrected=True, env_sources=False)
+    tag_features = {"tag_config", "tag_merge_absent", "tolerations", "node_selector", "annotations",
+                    "active_deadline_seconds", "env", "snake_keys"}
     out.append(_finish_run_entry(
         "seed_k8s_run_asis", "K8sRunLauncher",
         helm_k8s_run_launcher_config(SEED_K8S_RUN_LAUNCHER_VALUES, corrected=False),
-        _seed_run(), SEED_ENV, seed_features | {"error:seed_resources"}, "error"))
+        _seed_run(), SEED_ENV, seed_features | env_src | {"error", "error:seed_resources"}, "error"))
     out.append(_finish_run_entry(
-        "seed_k8s_run_corrected", "K8sRunLauncher",
+        "seed_k8s_run_env_sources", "K8sRunLauncher",
         helm_k8s_run_launcher_config(SEED_K8S_RUN_LAUNCHER_VALUES, corrected=True),
-        _seed_run(), SEED_ENV, seed_features, "ok"))
+        _seed_run(), SEED_ENV, seed_features | env_src, "ok"))
     out.append(_finish_run_entry(
-        "seed_k8s_run", "K8sRunLauncher",
-        helm_k8s_run_launcher_config(SEED_K8S_RUN_LAUNCHER_VALUES, corrected=True),
-        _seed_run({"dagster-k8s/config": json.dumps(SEED_TAG_CONFIG)}), SEED_ENV,
-        seed_features | {"tag_config", "tag_merge_absent", "tolerations", "node_selector", "annotations",
-                         "active_deadline_seconds", "env", "snake_keys"}, "ok"))
+        "seed_k8s_run", "K8sRunLauncher", corrected, _seed_run(), {}, seed_features, "ok"))
     out.append(_finish_run_entry(
-        "seed_k8s_run_tag_with_seed_resources", "K8sRunLauncher",
-        helm_k8s_run_launcher_config(SEED_K8S_RUN_LAUNCHER_VALUES, corrected=True),
+        "seed_k8s_run_tags", "K8sRunLauncher", corrected,
+        _seed_run({"dagster-k8s/config": json.dumps(SEED_TAG_CONFIG)}), {},
+        seed_features | tag_features, "ok"))
+    out.append(_finish_run_entry(
+        "seed_k8s_run_tag_with_seed_resources", "K8sRunLauncher", corrected,
         _seed_run({"dagster-k8s/config": json.dumps({"container_config": {"resources": {"cpu": "1", "memory": "1Gi"}}})}),
-        SEED_ENV, seed_features | {"tag_config", "error:seed_resources"}, "error"))
+        {}, seed_features | {"tag_config", "error", "error:seed_resources"}, "error"))
 
-    # celery run fixture: Helm-style CeleryK8sRunLauncher + executor run config
+    # CeleryK8sRunLauncher as the chart renders it (celeryK8sRunLauncher values of the seed) + a
+    # run whose executor config is the chart's usual `execution: config:` block.
     celery_env = {
         "DAGSTER_HOME": "/opt/dagster/dagster_home",
         "DAGSTER_K8S_INSTANCE_CONFIG_MAP": "dagster-instance",
@@ -1485,40 +1504,54 @@ def fixed_entries() -> list[dict]:
         "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": "dagster-pipeline-env",
         "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE": SEED_NAMESPACE,
     }
-    celery_cfg = {
-        "dagster_home": {"env": "DAGSTER_HOME"},
-        "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
-        "postgres_password_secret": {"env": "DAGSTER_K8S_PG_PASSWORD_SECRET"},
-        "broker": {"env": "DAGSTER_CELERY_BROKER_URL"},
-        "backend": {"env": "DAGSTER_CELERY_BACKEND_URL"},
-        "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"}],
-        "labels": {"app.aipaas.io/app": "dagster", "app.aipaas.io/component": "celery-k8s-run-launcher"},
-        "image_pull_secrets": copy.deepcopy(SEED_IMAGE_PULL_SECRETS),
-        "service_account_name": SEED_RELEASE,
-        "job_namespace": SEED_NAMESPACE,
-    }
-    celery_run = dict(_seed_run({"dagster-k8s/config": json.dumps({
-        "pod_spec_config": {"affinity": SEED_HOSTNAME_AFFINITY, "tolerations": [{"operator": "Exists"}]},
-        "container_config": {"resources": {"limits": {"cpu": "300m", "memory": "2048Mi"},
-                                           "requests": {"cpu": "300m", "memory": "2048Mi"}}},
-    })}))
-    celery_run["container_context"] = None
-    celery_run["run_config"] = {"execution": {"config": {
-        "job_namespace": {"env": "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE"},
-        "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"}],
-        "image_pull_policy": "Always",
-        "labels": {"exec": "celery"},
-    }}}
-    out.append(_finish_run_entry(
-        "celery_run", "CeleryK8sRunLauncher", celery_cfg, celery_run, celery_env,
-        {"kind:celery_run", "celery_run_config", "celery_labels", "env_source", "env_source_in_array",
-         "celery_list_concat", "affinity", "tolerations", "resources", "tag_config", "code_location",
-         "origin_image", "image_pull_secrets", "job_namespace", "celery_job_namespace"}, "ok"))
 
-    # step fixture
-    step_launcher = {k: v for k, v in celery_cfg.items()}
+    def celery_cfg(env_sources: bool) -> dict:
+        def src(var):
+            return {"env": var} if env_sources else celery_env[var]
+
+        return {
+            "dagster_home": src("DAGSTER_HOME"),
+            "instance_config_map": src("DAGSTER_K8S_INSTANCE_CONFIG_MAP"),
+            "postgres_password_secret": src("DAGSTER_K8S_PG_PASSWORD_SECRET"),
+            "broker": src("DAGSTER_CELERY_BROKER_URL"),
+            "backend": src("DAGSTER_CELERY_BACKEND_URL"),
+            "env_config_maps": [src("DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP")],
+            "labels": {"app.aipaas.io/app": "dagster",
+                       "app.aipaas.io/component": "celery-k8s-run-launcher",
+                       "app.aipaas.io/np.middleware": "allowed"},
+            "image_pull_secrets": copy.deepcopy(SEED_IMAGE_PULL_SECRETS),
+            "service_account_name": SEED_RELEASE,
+            "job_namespace": SEED_NAMESPACE,
+        }
+
+    def celery_run(env_sources: bool) -> dict:
+        run = dict(_seed_run({"dagster-k8s/config": json.dumps({
+            "pod_spec_config": {"affinity": SEED_HOSTNAME_AFFINITY, "tolerations": [{"operator": "Exists"}]},
+            "container_config": {"resources": {"limits": {"cpu": "300m", "memory": "2048Mi"},
+                                               "requests": {"cpu": "300m", "memory": "2048Mi"}}},
+        })}))
+        run["container_context"] = None
+        run["run_config"] = {"execution": {"config": {
+            "job_namespace": {"env": "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE"} if env_sources else SEED_NAMESPACE,
+            "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"} if env_sources
+                                else "dagster-pipeline-env"],
+            "image_pull_policy": "Always",
+            "labels": {"exec": "celery"},
+        }}}
+        return run
+
+    celery_features = {"kind:celery_run", "celery_run_config", "celery_labels", "celery_list_concat",
+                       "affinity", "tolerations", "resources", "tag_config", "code_location",
+                       "origin_image", "image_pull_secrets", "job_namespace", "celery_job_namespace",
+                       "env_config_maps", "service_account_name"}
+    out.append(_finish_run_entry("celery_run", "CeleryK8sRunLauncher", celery_cfg(False),
+                                 celery_run(False), {}, celery_features, "ok"))
+    out.append(_finish_run_entry("celery_run_env_sources", "CeleryK8sRunLauncher", celery_cfg(True),
+                                 celery_run(True), celery_env, celery_features | env_src, "ok"))
+
+    # step fixture: the message the celery_run above would publish for op `example_one`
     kwargs = celery_step_kwargs(
-        step_launcher,
+        celery_cfg(True),
         {"job_image": SEED_USER_DEPLOYMENT["image"],
          "job_namespace": SEED_NAMESPACE,
          "per_step_k8s_config": {"example_one": {"container_config": {
@@ -1535,45 +1568,44 @@ def fixed_entries() -> list[dict]:
     return out
 
 
-FIXTURE_NAMES = ["seed_k8s_run", "step_basic", "celery_run"]
+FIXTURE_NAMES = ["seed_k8s_run", "seed_k8s_run_tags", "step_basic", "celery_run"]
 
 
 # ------------------------------------------------------------------------------------------------
 # Corpus
 # ------------------------------------------------------------------------------------------------
 
-ERROR_RATE = 0.08
+# Every ERROR_PERIOD-th generated entry is an invalid case; the invalid cases rotate through all
+# (case kind, error) pairs so that each kind of rejection is covered evenly (~8% of the corpus).
+ERROR_PERIOD = 12
+ERROR_PAIRS = ([("k8s-run", e) for e in K8S_RUN_ERRORS] + [("celery-run", e) for e in CELERY_RUN_ERRORS]
+               + [("step", e) for e in STEP_ERRORS])
 
 
 def generate_entry(seed: int, i: int) -> dict:
     rng = random.Random(f"runway-parity:{seed}:{i}")
     b = Builder(rng)
     r = rng.random()
+    kind = "k8s-run" if r < 0.50 else "celery-run" if r < 0.65 else "step"
     error = None
-    if r < 0.50:
-        if rng.random() < ERROR_RATE:
-            error = rng.choice(K8S_RUN_ERRORS)
+    if i % ERROR_PERIOD == ERROR_PERIOD // 2:
+        kind, error = ERROR_PAIRS[(i // ERROR_PERIOD) % len(ERROR_PAIRS)]
+    if kind == "k8s-run":
         case = run_case_k8s(b, error)
-        kind = "k8s-run"
-    elif r < 0.65:
-        if rng.random() < ERROR_RATE:
-            error = rng.choice(CELERY_RUN_ERRORS)
+    elif kind == "celery-run":
         case = run_case_celery(b, error)
-        kind = "celery-run"
     else:
-        if rng.random() < ERROR_RATE * 0.6:
-            error = rng.choice(STEP_ERRORS)
         case = step_case(b, error)
-        kind = "step"
     if error:
         b.feat("error")
     name = f"{i:04d}-{kind}" + (f"-err-{error}" if error else "")
-    return {"name": name, "case": case, "env": dict(sorted(b.env.items())),
-            "features": sorted(b.features), "expect": "error" if error else "ok"}
+    entry = {"name": name, "case": case, "env": dict(sorted(b.env.items())),
+             "features": sorted(b.features), "expect": "error" if error else "ok"}
+    return json.loads(json.dumps(entry))  # exactly what a JSON corpus file holds
 
 
 def generate(seed: int = DEFAULT_SEED, count: int = DEFAULT_COUNT) -> list[dict]:
-    entries = fixed_entries()[:count]
+    entries = json.loads(json.dumps(fixed_entries()))[:count]
     i = 0
     while len(entries) < count:
         entries.append(generate_entry(seed, i))
