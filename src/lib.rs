@@ -9,5 +9,6 @@
 
 pub mod bench;
 pub mod dagster;
+pub mod devcluster;
 pub mod k8s;
 pub mod render;

@@ -31,6 +31,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Json)]
         output: Output,
     },
+    /// Run a local Kubernetes API server with a Job controller, a scheduler and
+    /// a kubelet, in the foreground, and write a kubeconfig for it.
+    DevCluster(DevClusterArgs),
     /// Benchmarks. Numbers are printed as JSON lines.
     Bench {
         #[command(subcommand)]
@@ -52,6 +55,57 @@ enum Bench {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct DevClusterArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: std::net::SocketAddr,
+    /// Where to write the kubeconfig (context `runway-dev`).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// `process` runs each container's command as a local process;
+    /// `simulated` runs nothing (durations and exit codes from annotations).
+    #[arg(long, value_enum, default_value_t = KubeletArg::Process)]
+    kubelet: KubeletArg,
+    /// Require this bearer token on every request (401 without it).
+    #[arg(long, env = "RUNWAY_DEV_CLUSTER_TOKEN")]
+    token: Option<String>,
+    /// Node names, comma-separated (each labelled kubernetes.io/hostname=<name>).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "devmaster1,devmaster2,devmaster3"
+    )]
+    nodes: Vec<String>,
+    /// Allocatable CPU of each node, in millicores.
+    #[arg(long, default_value_t = 64_000)]
+    node_cpu_millis: i64,
+    /// Allocatable memory of each node, in MiB.
+    #[arg(long, default_value_t = 262_144)]
+    node_memory_mib: i64,
+    /// Glob patterns of the images that "exist"; any other fails with ErrImagePull.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    images: Vec<String>,
+    /// How many changes the watch history keeps (older resourceVersions get 410 Gone).
+    #[arg(long, default_value_t = 100_000)]
+    history: usize,
+    /// Fraction of API requests answered 429 with Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    fault_429: f64,
+    /// Fraction of API requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    fault_500: f64,
+    /// Latency added to every API request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KubeletArg {
+    Process,
+    Simulated,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Output {
     Json,
@@ -71,6 +125,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::DevCluster(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(dev_cluster(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             what:
                 Bench::Render {
@@ -115,6 +177,74 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+    }
+}
+
+async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
+    use runway::devcluster::faults::FaultSettings;
+    use runway::devcluster::kubelet::{KubeletMode, NodeConfig};
+    use runway::devcluster::{DevCluster, DevClusterConfig};
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = DevClusterConfig::default();
+    config.server.token = args.token.clone();
+    config.store.history = args.history;
+    config.kubelet.mode = match args.kubelet {
+        KubeletArg::Process => KubeletMode::Process,
+        KubeletArg::Simulated => KubeletMode::Simulated,
+    };
+    config.kubelet.images = args.images.clone();
+    config.kubelet.nodes = args
+        .nodes
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            let mut node = NodeConfig::new(n);
+            node.cpu_millis = args.node_cpu_millis;
+            node.memory_bytes = args.node_memory_mib << 20;
+            node
+        })
+        .collect();
+    let cluster = DevCluster::start(args.listen, config)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    cluster.faults().apply(&FaultSettings {
+        rate_429: Some(args.fault_429),
+        rate_500: Some(args.fault_500),
+        latency_ms: Some(args.latency_ms),
+        ..FaultSettings::default()
+    });
+    if let Some(path) = &args.kubeconfig {
+        cluster
+            .write_kubeconfig(path)
+            .with_context(|| format!("writing kubeconfig {}", path.display()))?;
+    }
+    tracing::info!(url = %cluster.url(), kubeconfig = ?args.kubeconfig, "dev cluster ready");
+    println!("runway dev-cluster listening on {}", cluster.url());
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down: stopping containers");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

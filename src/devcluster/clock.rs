@@ -1,0 +1,156 @@
+//! Time for the dev cluster: real by default, or a virtual clock that tests
+//! advance by hand so controllers' timeouts (TTL, activeDeadlineSeconds, grace
+//! periods) are deterministic.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, real or virtual.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    virtual_ms: Option<Arc<AtomicI64>>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::real()
+    }
+}
+
+impl Clock {
+    pub fn real() -> Clock {
+        Clock { virtual_ms: None }
+    }
+
+    /// A clock that stands still at `start_ms` until [`Clock::advance`].
+    pub fn virtual_at(start_ms: i64) -> Clock {
+        Clock {
+            virtual_ms: Some(Arc::new(AtomicI64::new(start_ms))),
+        }
+    }
+
+    pub fn is_virtual(&self) -> bool {
+        self.virtual_ms.is_some()
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match &self.virtual_ms {
+            Some(v) => v.load(Ordering::SeqCst),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        }
+    }
+
+    /// Moves a virtual clock forward; a real clock ignores it.
+    pub fn advance(&self, ms: i64) {
+        if let Some(v) = &self.virtual_ms {
+            v.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+
+    /// RFC 3339 with second precision and `Z`, as Kubernetes writes timestamps.
+    pub fn now_rfc3339(&self) -> String {
+        rfc3339(self.now_ms())
+    }
+}
+
+/// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Parses the `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` timestamps Kubernetes uses.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut frac_ms = 0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+        let ms: String = format!("{digits:0<3}").chars().take(3).collect();
+        frac_ms = ms.parse().unwrap_or(0);
+        rest = &r[digits.len()..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    let days = days_from_civil(y, mo, d);
+    Some((days * 86_400 + h * 3600 + mi * 60 + se - offset) * 1000 + frac_ms)
+}
+
+// Howard Hinnant's civil-date algorithms.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for ms in [0, 1_700_000_000_000, 951_782_400_000, 4_102_444_800_000] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(rfc3339(1_764_046_800_000), "2025-11-25T05:00:00Z");
+        assert_eq!(
+            parse_rfc3339("2025-11-25T06:00:00.250+01:00"),
+            Some(1_764_046_800_250)
+        );
+    }
+
+    #[test]
+    fn virtual_clock_only_moves_when_advanced() {
+        let c = Clock::virtual_at(1000);
+        assert_eq!(c.now_ms(), 1000);
+        c.advance(500);
+        assert_eq!(c.now_ms(), 1500);
+        assert_eq!(c.now_rfc3339(), "1970-01-01T00:00:01Z");
+    }
+}

@@ -1,0 +1,149 @@
+//! Starting and stopping a whole dev cluster: API server, Job controller and
+//! kubelet, in-process on `127.0.0.1:0` for tests or in the foreground for
+//! `runway dev-cluster`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::api::Cluster;
+use super::clock::Clock;
+use super::controller::{run_job_controller, ControllerConfig};
+use super::faults::Faults;
+use super::kubelet::{run_kubelet, KubeletConfig};
+use super::logs::LogStore;
+use super::server::{base_url, serve, ServerConfig, Shared};
+use super::store::StoreConfig;
+
+/// Everything a dev cluster can be started with.
+#[derive(Debug, Clone, Default)]
+pub struct DevClusterConfig {
+    pub store: StoreConfig,
+    pub server: ServerConfig,
+    pub controller: ControllerConfig,
+    pub kubelet: KubeletConfig,
+    pub clock: Clock,
+    /// Seed for generated names and uids (0: from the time).
+    pub seed: u64,
+}
+
+/// A running dev cluster. Dropping it does not stop it: call [`DevCluster::shutdown`].
+#[derive(Debug)]
+pub struct DevCluster {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DevCluster {
+    /// Binds `addr` (use `127.0.0.1:0` for a free port) and starts everything.
+    pub async fn start(addr: SocketAddr, config: DevClusterConfig) -> std::io::Result<DevCluster> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let seed = if config.seed == 0 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        } else {
+            config.seed
+        };
+        let cluster = Cluster::new(config.store, config.clock.clone(), seed);
+        let shared = Arc::new(Shared {
+            cluster: cluster.clone(),
+            logs: Arc::new(LogStore::default()),
+            faults: Arc::new(Faults::default()),
+            config: config.server.clone(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let server_stop = wait_for(stopped.clone());
+        tasks.push(tokio::spawn(serve(listener, shared.clone(), server_stop)));
+        tasks.push(tokio::spawn(run_job_controller(
+            cluster.clone(),
+            shared.faults.clone(),
+            config.controller.clone(),
+            stopped.clone(),
+        )));
+        tasks.push(tokio::spawn(run_kubelet(
+            cluster,
+            shared.logs.clone(),
+            shared.faults.clone(),
+            config.kubelet.clone(),
+            stopped,
+        )));
+        Ok(DevCluster {
+            addr,
+            shared,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        base_url(self.addr)
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.shared.cluster
+    }
+
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.shared.faults
+    }
+
+    pub fn logs(&self) -> &Arc<LogStore> {
+        &self.shared.logs
+    }
+
+    /// A kubeconfig for this cluster (context `runway-dev`, namespace `default`).
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_yaml(&self.url(), self.shared.config.token.as_deref())
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+
+    /// Stops the server and controllers, ending open streams; the kubelet
+    /// stops the processes it runs.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.shared.faults.drop_watches();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow_and_update() {
+        if stopped.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The kubeconfig YAML clients load.
+pub fn kubeconfig_yaml(url: &str, token: Option<&str>) -> String {
+    let user = match token {
+        Some(t) => format!("  user:\n    token: {t}\n"),
+        None => "  user: {}\n".to_owned(),
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: runway-dev\n  cluster:\n    server: {url}\n\
+         contexts:\n- name: runway-dev\n  context:\n    cluster: runway-dev\n    user: runway-dev\n\
+         \x20   namespace: default\ncurrent-context: runway-dev\nusers:\n- name: runway-dev\n{user}\
+         preferences: {{}}\n"
+    )
+}
