@@ -19,7 +19,7 @@ clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 rust-test:
-	$(CARGO) build --bin runway
+	$(CARGO) build --bin runway --tests
 	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast; \
 	else $(CARGO) test --no-fail-fast; fi
 
@@ -36,6 +36,7 @@ bench:
 	$(CARGO) build --release --bin runway
 	$(PY) benches/compare_render.py --runway target/release/runway
 	$(CARGO) bench --bench render
+	$(CARGO) bench --bench devcluster
 
 # Regenerate committed artefacts (never edited by hand).
 fixtures:

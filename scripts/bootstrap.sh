@@ -20,6 +20,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v rabbitmq-server >/dev/null || need_pkgs+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
+# kubectl for the dev cluster's conformance tests (Debian's, where none is installed)
+command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     as_root apt-get update -q

@@ -250,9 +250,10 @@ fn process_fields(
         }
     }
     for field in fields {
-        let here = path::key(at, field.name);
         match obj.get(field.name) {
             Some(v) => {
+                // Only present fields get a path: most of a schema is absent.
+                let here = path::key(at, field.name);
                 out.insert(
                     field.name.to_owned(),
                     process(&field.ty, v, &here, env, mode)?,
@@ -275,7 +276,13 @@ fn process_fields(
                     out.insert(field.name.to_owned(), v);
                 }
                 Presence::ImplicitEmpty if mode == Mode::Process => {
-                    let v = process(&field.ty, &Value::Object(Map::new()), &here, env, mode)?;
+                    let v = process(
+                        &field.ty,
+                        &Value::Object(Map::new()),
+                        &path::key(at, field.name),
+                        env,
+                        mode,
+                    )?;
                     out.insert(field.name.to_owned(), v);
                 }
                 Presence::Default(_) | Presence::ImplicitEmpty => {}

@@ -45,4 +45,23 @@ pub mod path {
     pub fn index(base: &str, index: usize) -> String {
         format!("{base}[{index}]")
     }
+
+    /// A field path built as the converters recurse and rendered only when an
+    /// error needs it: formatting every path eagerly cost a third of a render.
+    #[derive(Debug, Clone, Copy)]
+    pub enum At<'a> {
+        Root(&'a str),
+        Key(&'a At<'a>, &'a str),
+        Index(&'a At<'a>, usize),
+    }
+
+    impl At<'_> {
+        pub fn render(&self) -> String {
+            match self {
+                At::Root(base) => (*base).to_owned(),
+                At::Key(parent, k) => key(&parent.render(), k),
+                At::Index(parent, i) => index(&parent.render(), *i),
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::error::{kind_of, Error};
-use super::path;
+use super::path::{self, At};
 use super::schema::{Model, Ty};
 use super::Map;
 use crate::dagster::pyfmt;
@@ -15,6 +15,10 @@ use crate::dagster::pyfmt;
 /// recursing into nested models only. Opaque values (labels, quantities,
 /// IntOrString) keep their inner keys.
 pub fn snake_case_dict(model: usize, dict: &Map, at: &str) -> Result<Map, Error> {
+    snake_dict(model, dict, &At::Root(at))
+}
+
+fn snake_dict(model: usize, dict: &Map, at: &At<'_>) -> Result<Map, Error> {
     let m = Model::get(model);
     let mut out = Map::new();
     for (key, value) in dict {
@@ -22,7 +26,7 @@ pub fn snake_case_dict(model: usize, dict: &Map, at: &str) -> Result<Map, Error>
             Some(f) if f.snake != key.as_str() => {
                 if dict.contains_key(f.snake) {
                     return Err(Error::BothForms {
-                        path: at.to_owned(),
+                        path: at.render(),
                         camel: key.clone(),
                         snake: f.snake.to_owned(),
                         model: m.name,
@@ -33,7 +37,7 @@ pub fn snake_case_dict(model: usize, dict: &Map, at: &str) -> Result<Map, Error>
             Some(f) => f,
             None => m.by_snake(key).ok_or_else(|| unknown_key(m, key, at))?,
         };
-        let here = path::key(at, key);
+        let here = At::Key(at, key);
         out.insert(
             field.snake.to_owned(),
             snake_case_value(&field.ty, value, &here)?,
@@ -42,14 +46,14 @@ pub fn snake_case_dict(model: usize, dict: &Map, at: &str) -> Result<Map, Error>
     Ok(out)
 }
 
-fn snake_case_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
+fn snake_case_value(ty: &Ty, value: &Value, at: &At<'_>) -> Result<Value, Error> {
     match ty {
         Ty::List(inner) => {
             let items = expect_list(value, ty, at)?;
             let converted = items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| snake_case_value(inner, v, &path::index(at, i)))
+                .map(|(i, v)| snake_case_value(inner, v, &At::Index(at, i)))
                 .collect::<Result<_, _>>()?;
             Ok(Value::Array(converted))
         }
@@ -57,11 +61,11 @@ fn snake_case_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
             let entries = expect_object(value, ty, at)?;
             let mut out = Map::new();
             for (k, v) in entries {
-                out.insert(k.clone(), snake_case_value(inner, v, &path::key(at, k))?);
+                out.insert(k.clone(), snake_case_value(inner, v, &At::Key(at, k))?);
             }
             Ok(Value::Object(out))
         }
-        Ty::Model(id) => Ok(Value::Object(snake_case_dict(
+        Ty::Model(id) => Ok(Value::Object(snake_dict(
             *id,
             expect_object(value, ty, at)?,
             at,
@@ -76,6 +80,10 @@ fn snake_case_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
 /// null attributes and coercing scalars the way the Python client's model
 /// constructors do (`str(1)` is `"1"`, `int("5")` is `5`).
 pub fn model_to_wire(model: usize, dict: &Map, at: &str) -> Result<Value, Error> {
+    model_wire(model, dict, &At::Root(at))
+}
+
+fn model_wire(model: usize, dict: &Map, at: &At<'_>) -> Result<Value, Error> {
     let m = Model::get(model);
     if let Some(bad) = dict.keys().find(|k| m.by_snake(k).is_none()) {
         return Err(unknown_key(m, bad, at));
@@ -86,17 +94,17 @@ pub fn model_to_wire(model: usize, dict: &Map, at: &str) -> Result<Value, Error>
             None | Some(Value::Null) => {
                 if field.required {
                     return Err(Error::MissingRequired {
-                        path: at.to_owned(),
+                        path: at.render(),
                         model: m.name,
                         field: field.snake,
                     });
                 }
             }
             Some(value) => {
-                let here = path::key(at, field.snake);
+                let here = At::Key(at, field.snake);
                 if matches!(field.ty, Ty::DateTime | Ty::Date) {
                     return Err(Error::ServerSet {
-                        path: here,
+                        path: here.render(),
                         field: field.camel,
                     });
                 }
@@ -107,7 +115,7 @@ pub fn model_to_wire(model: usize, dict: &Map, at: &str) -> Result<Value, Error>
     Ok(Value::Object(out))
 }
 
-fn wire_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
+fn wire_value(ty: &Ty, value: &Value, at: &At<'_>) -> Result<Value, Error> {
     if value.is_null() {
         // Inside lists and maps a null stays: the client serializes it as null.
         return Ok(Value::Null);
@@ -118,18 +126,18 @@ fn wire_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
             let converted = items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| wire_value(inner, v, &path::index(at, i)))
+                .map(|(i, v)| wire_value(inner, v, &At::Index(at, i)))
                 .collect::<Result<_, _>>()?;
             Ok(Value::Array(converted))
         }
         Ty::Map(inner) => {
             let mut out = Map::new();
             for (k, v) in expect_object(value, ty, at)? {
-                out.insert(k.clone(), wire_value(inner, v, &path::key(at, k))?);
+                out.insert(k.clone(), wire_value(inner, v, &At::Key(at, k))?);
             }
             Ok(Value::Object(out))
         }
-        Ty::Model(id) => model_to_wire(*id, expect_object(value, ty, at)?, at),
+        Ty::Model(id) => model_wire(*id, expect_object(value, ty, at)?, at),
         Ty::Object => Ok(value.clone()),
         Ty::Str => coerce_str(value, at).map(Value::String),
         Ty::Int => coerce_int(value, at).map(Value::from),
@@ -145,7 +153,7 @@ fn wire_value(ty: &Ty, value: &Value, at: &str) -> Result<Value, Error> {
 }
 
 /// Python's `str(value)` for the scalars a config can hold.
-fn coerce_str(value: &Value, at: &str) -> Result<String, Error> {
+fn coerce_str(value: &Value, at: &At<'_>) -> Result<String, Error> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Bool(true) => Ok("True".into()),
@@ -156,7 +164,7 @@ fn coerce_str(value: &Value, at: &str) -> Result<String, Error> {
 }
 
 /// Python's `int(value)`.
-fn coerce_int(value: &Value, at: &str) -> Result<i64, Error> {
+fn coerce_int(value: &Value, at: &At<'_>) -> Result<i64, Error> {
     match value {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
@@ -175,7 +183,7 @@ fn coerce_int(value: &Value, at: &str) -> Result<i64, Error> {
 }
 
 /// Python's `float(value)`.
-fn coerce_float(value: &Value, at: &str) -> Result<f64, Error> {
+fn coerce_float(value: &Value, at: &At<'_>) -> Result<f64, Error> {
     match value {
         Value::Number(n) => n.as_f64().ok_or_else(|| wrong(at, "a number", value)),
         Value::Bool(b) => Ok(if *b { 1.0 } else { 0.0 }),
@@ -189,29 +197,29 @@ fn coerce_float(value: &Value, at: &str) -> Result<f64, Error> {
     }
 }
 
-fn expect_list<'a>(value: &'a Value, ty: &Ty, at: &str) -> Result<&'a Vec<Value>, Error> {
+fn expect_list<'a>(value: &'a Value, ty: &Ty, at: &At<'_>) -> Result<&'a Vec<Value>, Error> {
     value
         .as_array()
         .ok_or_else(|| wrong(at, &format!("a list ({})", ty.describe()), value))
 }
 
-fn expect_object<'a>(value: &'a Value, ty: &Ty, at: &str) -> Result<&'a Map, Error> {
+fn expect_object<'a>(value: &'a Value, ty: &Ty, at: &At<'_>) -> Result<&'a Map, Error> {
     value
         .as_object()
         .ok_or_else(|| wrong(at, &format!("an object ({})", ty.describe()), value))
 }
 
-fn wrong(at: &str, expected: &str, got: &Value) -> Error {
+fn wrong(at: &At<'_>, expected: &str, got: &Value) -> Error {
     Error::WrongType {
-        path: at.to_owned(),
+        path: at.render(),
         expected: expected.to_owned(),
         got: kind_of(got),
     }
 }
 
-fn unknown_key(model: &Model, key: &str, at: &str) -> Error {
+fn unknown_key(model: &Model, key: &str, at: &At<'_>) -> Error {
     Error::UnknownKey {
-        path: path::key(at, key),
+        path: path::key(&at.render(), key),
         key: key.to_owned(),
         model: model.name,
         expected: model.snake_names().join(", "),

@@ -1,0 +1,214 @@
+"""The dev cluster driven by unmodified clients: the Python `kubernetes` client,
+dagster-k8s's own `DagsterKubernetesClient`, and `kubectl`.
+
+By default each test module starts `runway dev-cluster` (RUNWAY_BIN) on a free
+loopback port. With RUNWAY_CONFORMANCE_KUBECONFIG=<path> the same tests run
+against that cluster instead (a real one), in namespaces of their own.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNWAY_BIN = os.environ.get("RUNWAY_BIN", os.path.join(ROOT, "target", "debug", "runway"))
+SEED_JOB = os.path.join(ROOT, "tests", "fixtures", "jobs", "seed_k8s_run.json")
+
+
+@pytest.fixture(scope="module")
+def kubeconfig():
+    real = os.environ.get("RUNWAY_CONFORMANCE_KUBECONFIG")
+    if real:
+        yield real
+        return
+    tmp = tempfile.mkdtemp(prefix="runway-dc-")
+    path = os.path.join(tmp, "kubeconfig")
+    proc = subprocess.Popen(
+        [RUNWAY_BIN, "dev-cluster", "--listen", "127.0.0.1:0", "--kubeconfig", path,
+         "--images", "*,!*.invalid/*"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, line
+        yield path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert proc.returncode == 0, f"dev-cluster exited {proc.returncode} on SIGTERM"
+
+
+@pytest.fixture
+def api(kubeconfig):
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def namespace(api):
+    core = client.CoreV1Api(api)
+    name = f"py-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespaced_secret(name, {
+        "metadata": {"name": "dagster-postgresql-secret"},
+        "stringData": {"postgresql-password": "pg-secret"},
+    })
+    yield name
+    core.delete_namespace(name)
+
+
+def seed_job(name: str, script: str, image: str = "busybox:1.36") -> dict:
+    """The parity-tested Job of the seed deployment, runnable on any machine."""
+    with open(SEED_JOB) as f:
+        job = json.load(f)
+    job = copy.deepcopy(job)
+    job["metadata"]["name"] = name
+    job["metadata"].pop("namespace", None)
+    spec = job["spec"]["template"]["spec"]
+    spec.pop("serviceAccountName", None)
+    spec.pop("affinity", None)
+    spec["imagePullSecrets"] = []
+    c = spec["containers"][0]
+    c.update({"command": ["sh", "-c", script], "args": [], "envFrom": [], "image": image})
+    return job
+
+
+def test_python_client_create_watch_logs_delete(api, namespace):
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    name = "dagster-run-0b6f0d7e-1111-4c1b-8a57-5d0bba7c1e01"
+    created = batch.create_namespaced_job(namespace, seed_job(name, 'echo "pw=$DAGSTER_PG_PASSWORD"'))
+    assert created.metadata.uid
+    assert created.spec.template.metadata.labels["job-name"] == name
+
+    with pytest.raises(ApiException) as conflict:
+        batch.create_namespaced_job(namespace, seed_job(name, "true"))
+    assert conflict.value.status == 409
+    assert json.loads(conflict.value.body)["reason"] == "AlreadyExists"
+
+    phases = []
+    w = watch.Watch()
+    for event in w.stream(core.list_namespaced_pod, namespace, label_selector=f"job-name={name}",
+                          timeout_seconds=60):
+        phases.append(event["object"].status.phase)
+        if event["object"].status.phase == "Succeeded":
+            pod_name = event["object"].metadata.name
+            w.stop()
+    assert phases[-1] == "Succeeded" and set(phases) <= {"Pending", "Running", "Succeeded"}, phases
+
+    # Raw bodies, as dagster-k8s reads logs: the 36.x client turns a preloaded
+    # text body into the repr of its bytes whatever the server sends.
+    def log(**kw) -> str:
+        return core.read_namespaced_pod_log(pod_name, namespace, _preload_content=False, **kw).data.decode()
+
+    assert log() == "pw=pg-secret\n"
+    stamped = log(timestamps=True, tail_lines=1)
+    assert stamped.endswith(" pw=pg-secret\n") and stamped[:4].isdigit(), stamped
+
+    job = batch.read_namespaced_job_status(name, namespace)
+    assert job.status.succeeded == 1
+    assert [c.type for c in job.status.conditions] == ["SuccessCriteriaMet", "Complete"]
+
+    rv = core.list_namespaced_pod(namespace).metadata.resource_version
+    batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+    deleted = []
+    for event in w.stream(core.list_namespaced_pod, namespace, resource_version=rv, timeout_seconds=30):
+        if event["type"] == "DELETED":
+            deleted.append(event["object"].metadata.name)
+            w.stop()
+    assert deleted == [pod_name]
+    with pytest.raises(ApiException) as gone:
+        batch.read_namespaced_job(name, namespace)
+    assert gone.value.status == 404
+
+
+def test_dagster_k8s_client_waits_and_cleans_up(api, namespace):
+    from dagster_k8s.client import DagsterKubernetesClient
+
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    dk = DagsterKubernetesClient.production_client(batch_api_override=batch, core_api_override=core)
+    name = "dagster-step-5d1a3c8e2f0b4a6c9d7e1f2a3b4c5d6e"
+    batch.create_namespaced_job(namespace, seed_job(name, "echo step-ok; sleep 0.3"))
+    dk.wait_for_job_success(name, namespace, wait_timeout=60, wait_time_between_attempts=0.2)
+    pods = dk.get_pod_names_in_job(name, namespace)
+    assert len(pods) == 1
+    assert dk.retrieve_pod_logs(pods[0], namespace) == "step-ok\n"
+    dk.delete_job(name, namespace)
+    deadline = time.time() + 30
+    while core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items:
+        assert time.time() < deadline, "pods left behind"
+        time.sleep(0.1)
+
+
+def test_dagster_k8s_client_sees_a_failed_job(api, namespace):
+    from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient
+
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    dk = DagsterKubernetesClient.production_client(batch_api_override=batch, core_api_override=core)
+    batch.create_namespaced_job(namespace, seed_job("fails", "echo boom >&2; exit 2"))
+    with pytest.raises(DagsterK8sError, match="Encountered failed job pods"):
+        dk.wait_for_job_success("fails", namespace, wait_timeout=60, wait_time_between_attempts=0.2)
+
+
+def test_invalid_and_forbidden_requests_are_status_objects(api, namespace):
+    batch = client.BatchV1Api(api)
+    bad = seed_job("Bad_Name", "true")
+    with pytest.raises(ApiException) as invalid:
+        batch.create_namespaced_job(namespace, bad)
+    status = json.loads(invalid.value.body)
+    assert invalid.value.status == 422 and status["reason"] == "Invalid"
+    assert {c["field"] for c in status["details"]["causes"]} == {"metadata.name"}
+    assert status["kind"] == "Status" and status["status"] == "Failure"
+
+
+def kubectl(kubeconfig: str, *args: str, timeout: float = 60, check: bool = True) -> str:
+    exe = shutil.which("kubectl")
+    assert exe, "kubectl is installed by scripts/bootstrap.sh"
+    proc = subprocess.run([exe, "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def test_kubectl_create_get_watch_describe_logs_delete(kubeconfig, namespace, tmp_path):
+    manifest = tmp_path / "job.json"
+    manifest.write_text(json.dumps(seed_job("kubectl-job", "echo from-kubectl; sleep 1")))
+    out = kubectl(kubeconfig, "-n", namespace, "create", "--validate=false", "-f", str(manifest))
+    assert "job.batch/kubectl-job created" in out, out
+
+    # `get -w` streams until the Job completes; --request-timeout bounds it.
+    watched = kubectl(kubeconfig, "-n", namespace, "get", "jobs", "-w", "--request-timeout=8s",
+                      "-o", "jsonpath={.status.succeeded}{\"\\n\"}", check=False, timeout=30)
+    assert "1" in watched.split(), watched
+
+    table = kubectl(kubeconfig, "-n", namespace, "get", "jobs")
+    assert "kubectl-job" in table and "NAME" in table, table
+    described = kubectl(kubeconfig, "-n", namespace, "describe", "job", "kubectl-job")
+    assert "Pods Statuses:" in described and "1 Succeeded" in described, described
+    assert "SuccessfulCreate" in described, described
+    logs = kubectl(kubeconfig, "-n", namespace, "logs", "job/kubectl-job")
+    assert logs.strip() == "from-kubectl", logs
+    out = kubectl(kubeconfig, "-n", namespace, "delete", "job", "kubectl-job", "--cascade=background")
+    assert 'job.batch "kubectl-job" deleted' in out, out
+    pods = kubectl(kubeconfig, "-n", namespace, "get", "pods", "-l", "job-name=kubectl-job", "-o", "name")
+    deadline = time.time() + 30
+    while pods.strip() and time.time() < deadline:
+        time.sleep(0.2)
+        pods = kubectl(kubeconfig, "-n", namespace, "get", "pods", "-l", "job-name=kubectl-job", "-o", "name")
+    assert not pods.strip() or "No resources" in pods, pods
