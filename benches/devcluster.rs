@@ -166,9 +166,7 @@ async fn run(jobs_n: usize, concurrency: usize) {
     let all_done_secs = start.elapsed().as_secs_f64();
     watch_task.abort();
 
-    let store = dev.cluster().lock();
-    let objects = store.len();
-    drop(store);
+    let objects = dev.cluster().lock().len();
     let rss_after = rss_bytes();
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
