@@ -67,6 +67,10 @@ struct DevClusterArgs {
     /// `simulated` runs nothing (durations and exit codes from annotations).
     #[arg(long, value_enum, default_value_t = KubeletArg::Process)]
     kubelet: KubeletArg,
+    /// Serve HTTPS with a self-signed certificate made at start (the
+    /// kubeconfig carries it as certificate-authority-data).
+    #[arg(long)]
+    tls: bool,
     /// Require this bearer token on every request (401 without it).
     #[arg(long, env = "RUNWAY_DEV_CLUSTER_TOKEN")]
     token: Option<String>,
@@ -195,6 +199,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         .init();
     let mut config = DevClusterConfig::default();
     config.server.token = args.token.clone();
+    config.tls = args.tls;
     config.store.history = args.history;
     config.kubelet.mode = match args.kubelet {
         KubeletArg::Process => KubeletMode::Process,

@@ -560,3 +560,36 @@ async fn reflector_recovers_from_dropped_watches_and_410() {
     task.abort();
     t.finish().await;
 }
+
+#[tokio::test]
+async fn tls_and_token_are_enforced() {
+    let mut config = test_config();
+    config.tls = true;
+    config.server.token = Some("s3cret".into());
+    let dev = DevCluster::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    assert!(dev.url().starts_with("https://127.0.0.1:"));
+    assert!(dev.ca_pem().unwrap().contains("BEGIN CERTIFICATE"));
+
+    // The kubeconfig (CA data + token) is all kube-rs needs.
+    let client = client_for(&dev.kubeconfig()).await;
+    let jobs: Api<Job> = Api::namespaced(client, "default");
+    jobs.create(&PostParams::default(), &seed_job("over-tls", "true"))
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+
+    // The same server without the token is 401 Unauthorized.
+    let anonymous = dev
+        .kubeconfig()
+        .replace("  user:\n    token: s3cret\n", "  user: {}\n");
+    assert_ne!(anonymous, dev.kubeconfig());
+    let jobs: Api<Job> = Api::namespaced(client_for(&anonymous).await, "default");
+    let err = jobs.list(&ListParams::default()).await.unwrap_err();
+    assert_eq!(api_code(&err), Some((401, "Unauthorized".into())));
+    dev.shutdown().await;
+}

@@ -30,12 +30,17 @@ pub struct DevClusterConfig {
     pub clock: Clock,
     /// Seed for generated names and uids (0: from the time).
     pub seed: u64,
+    /// Serve HTTPS with a self-signed certificate for 127.0.0.1 and
+    /// localhost, made at start; the kubeconfig carries it as the CA.
+    pub tls: bool,
 }
 
 /// A running dev cluster. Dropping it does not stop it: call [`DevCluster::shutdown`].
 #[derive(Debug)]
 pub struct DevCluster {
     addr: SocketAddr,
+    /// PEM of the serving certificate, with `tls`.
+    ca_pem: Option<String>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -46,6 +51,12 @@ impl DevCluster {
     pub async fn start(addr: SocketAddr, config: DevClusterConfig) -> std::io::Result<DevCluster> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let (tls, ca_pem) = if config.tls {
+            let (acceptor, pem) = self_signed(addr)?;
+            (Some(acceptor), Some(pem))
+        } else {
+            (None, None)
+        };
         let seed = if config.seed == 0 {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -64,7 +75,12 @@ impl DevCluster {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let server_stop = wait_for(stopped.clone());
-        tasks.push(tokio::spawn(serve(listener, shared.clone(), server_stop)));
+        tasks.push(tokio::spawn(serve(
+            listener,
+            shared.clone(),
+            tls,
+            server_stop,
+        )));
         tasks.push(tokio::spawn(run_job_controller(
             cluster.clone(),
             shared.faults.clone(),
@@ -80,6 +96,7 @@ impl DevCluster {
         )));
         Ok(DevCluster {
             addr,
+            ca_pem,
             shared,
             stop,
             tasks,
@@ -91,7 +108,12 @@ impl DevCluster {
     }
 
     pub fn url(&self) -> String {
-        base_url(self.addr)
+        base_url(self.addr, self.ca_pem.is_some())
+    }
+
+    /// The serving certificate (PEM) clients must trust, with `tls`.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
@@ -108,7 +130,11 @@ impl DevCluster {
 
     /// A kubeconfig for this cluster (context `runway-dev`, namespace `default`).
     pub fn kubeconfig(&self) -> String {
-        kubeconfig_yaml(&self.url(), self.shared.config.token.as_deref())
+        kubeconfig_yaml(
+            &self.url(),
+            self.shared.config.token.as_deref(),
+            self.ca_pem.as_deref(),
+        )
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
@@ -134,14 +160,43 @@ async fn wait_for(mut stopped: watch::Receiver<bool>) {
     }
 }
 
+/// A serving certificate for the loopback names, and its PEM for clients.
+fn self_signed(addr: SocketAddr) -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
+    use tokio_rustls::rustls;
+    let io_err = |e: &dyn std::fmt::Display| std::io::Error::other(format!("dev-cluster TLS: {e}"));
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let ip = addr.ip().to_string();
+    if !names.contains(&ip) {
+        names.push(ip);
+    }
+    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| io_err(&e))?;
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io_err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .map_err(|e| io_err(&e))?;
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), pem))
+}
+
 /// The kubeconfig YAML clients load.
-pub fn kubeconfig_yaml(url: &str, token: Option<&str>) -> String {
+pub fn kubeconfig_yaml(url: &str, token: Option<&str>, ca_pem: Option<&str>) -> String {
+    use base64::Engine as _;
     let user = match token {
         Some(t) => format!("  user:\n    token: {t}\n"),
         None => "  user: {}\n".to_owned(),
     };
+    let ca = ca_pem
+        .map(|pem| {
+            let data = base64::engine::general_purpose::STANDARD.encode(pem);
+            format!("    certificate-authority-data: {data}\n")
+        })
+        .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: runway-dev\n  cluster:\n    server: {url}\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: runway-dev\n  cluster:\n    server: {url}\n{ca}\
          contexts:\n- name: runway-dev\n  context:\n    cluster: runway-dev\n    user: runway-dev\n\
          \x20   namespace: default\ncurrent-context: runway-dev\nusers:\n- name: runway-dev\n{user}\
          preferences: {{}}\n"

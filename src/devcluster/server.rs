@@ -59,10 +59,12 @@ pub struct Shared {
     pub config: ServerConfig,
 }
 
-/// Accepts connections until `shutdown` resolves.
+/// Accepts connections until `shutdown` resolves; with `tls`, every
+/// connection is a TLS one.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -76,17 +78,33 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(shared, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            match tls {
+                Some(acceptor) => {
+                    // A failed handshake is the client's problem; the server goes on.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_connection(stream, shared).await;
+                    }
+                }
+                None => serve_connection(stream, shared).await,
+            }
         });
     }
+}
+
+async fn serve_connection<S>(io: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
 }
 
 /// Where a request goes.
@@ -986,6 +1004,7 @@ fn batch_resources() -> Value {
 }
 
 /// The listening address, for kubeconfigs and logs.
-pub fn base_url(addr: SocketAddr) -> String {
-    format!("http://{addr}")
+pub fn base_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}")
 }

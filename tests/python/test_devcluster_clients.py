@@ -212,3 +212,29 @@ def test_kubectl_create_get_watch_describe_logs_delete(kubeconfig, namespace, tm
         time.sleep(0.2)
         pods = kubectl(kubeconfig, "-n", namespace, "get", "pods", "-l", "job-name=kubectl-job", "-o", "name")
     assert not pods.strip() or "No resources" in pods, pods
+
+
+def test_tls_and_token_with_python_client_and_kubectl(tmp_path):
+    if os.environ.get("RUNWAY_CONFORMANCE_KUBECONFIG"):
+        pytest.skip("starts a dev cluster of its own: TLS and token flags are dev-cluster features")
+    path = tmp_path / "kubeconfig"
+    proc = subprocess.Popen(
+        [RUNWAY_BIN, "dev-cluster", "--listen", "127.0.0.1:0", "--kubeconfig", str(path), "--tls",
+         "--token", "py-s3cret"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert "listening on https://127.0.0.1:" in proc.stdout.readline()
+        api_client = config.new_client_from_config(config_file=str(path))
+        names = [n.metadata.name for n in client.CoreV1Api(api_client).list_namespace().items]
+        assert "default" in names
+        api_client.close()
+        assert "default" in kubectl(str(path), "get", "namespaces", "-o", "name")
+
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text(path.read_text().replace("token: py-s3cret", "token: not-it"))
+        out = kubectl(str(wrong), "get", "namespaces", check=False)
+        assert "Unauthorized" in out or "must be logged in" in out, out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
