@@ -14,6 +14,10 @@ use serde_json::Value;
 
 use runway::render::{parse_case_text, render_case};
 
+// The allocator the `runway` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn load(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/cases")

@@ -1,8 +1,6 @@
 //! The kwargs of an `execute_step_k8s_job` Celery task, and the step Job they
 //! describe (dagster-celery-k8s's task body up to `create_namespaced_job`).
 
-use std::io::Write as _;
-
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -115,14 +113,10 @@ impl StepTask {
             .unwrap_or(0);
 
         let serialized = pyfmt::dumps_sorted(&Value::Object(step_args.clone()));
-        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
-        let compressed = encoder
-            .write_all(serialized.as_bytes())
-            .and_then(|()| encoder.finish())
-            .map_err(|e| Error::Invalid {
-                path: args_at.clone(),
-                message: format!("could not compress the step arguments: {e}"),
-            })?;
+        let compressed = zlib_compress(serialized.as_bytes()).map_err(|e| Error::Invalid {
+            path: args_at.clone(),
+            message: format!("could not compress the step arguments: {e}"),
+        })?;
         let mut args = entry_point;
         args.extend([
             "api".into(),
@@ -370,5 +364,34 @@ pub fn job_config_from_dict(dict: Option<&Map>, at: &str) -> Result<JobConfig, E
         resources: object("resources")?,
         scheduler_name: string("scheduler_name")?,
         security_context: object("security_context")?,
+    })
+}
+
+thread_local! {
+    // Setting up a deflate state (its hash tables) cost more than compressing a
+    // step's arguments; one per thread is reset and reused instead.
+    static DEFLATE: std::cell::RefCell<flate2::Compress> =
+        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::new(6), true));
+}
+
+/// `zlib.compress(data)` (level 6, zlib header), as Dagster compresses step input.
+fn zlib_compress(data: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
+    DEFLATE.with(|cell| {
+        let mut z = cell.borrow_mut();
+        z.reset();
+        // Deflate never grows input by more than a few bytes per 16 KiB block.
+        let mut out = Vec::with_capacity(data.len() + data.len() / 1000 + 64);
+        loop {
+            let before = z.total_in();
+            let consumed = usize::try_from(before)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let status =
+                z.compress_vec(&data[consumed..], &mut out, flate2::FlushCompress::Finish)?;
+            if status == flate2::Status::StreamEnd {
+                return Ok(out);
+            }
+            out.reserve(out.capacity().max(64));
+        }
     })
 }
