@@ -99,14 +99,24 @@ struct DevClusterArgs {
     #[arg(long, default_value_t = 100_000)]
     history: usize,
     /// Fraction of API requests answered 429 with Retry-After.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     fault_429: f64,
     /// Fraction of API requests answered 500.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     fault_500: f64,
     /// Latency added to every API request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Fraction of writes that are stored but answered 500 (exercises
+    /// 409-after-retry idempotence).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    fault_commit_then_fail: f64,
+    /// Start with the Job controller paused (no pods are created).
+    #[arg(long)]
+    pause_controller: bool,
+    /// Start with the kubelet paused (pods stay Pending).
+    #[arg(long)]
+    pause_kubelet: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -229,6 +239,9 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         rate_429: Some(args.fault_429),
         rate_500: Some(args.fault_500),
         latency_ms: Some(args.latency_ms),
+        commit_then_fail: Some(args.fault_commit_then_fail),
+        pause_controller: Some(args.pause_controller),
+        pause_kubelet: Some(args.pause_kubelet),
         ..FaultSettings::default()
     });
     if let Some(path) = &args.kubeconfig {
@@ -256,5 +269,15 @@ async fn wait_for_shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// A fraction of requests: a number from 0 to 1.
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "{s:?} is not a fraction: give a number from 0 to 1, e.g. 0.05"
+        )),
     }
 }
