@@ -593,3 +593,101 @@ async fn tls_and_token_are_enforced() {
     assert_eq!(api_code(&err), Some((401, "Unauthorized".into())));
     dev.shutdown().await;
 }
+
+/// Simulated kubelet on a virtual clock: durations, exit codes, scripted
+/// failures and the TTL controller move only when the test advances time.
+#[tokio::test]
+async fn simulated_kubelet_and_ttl_on_a_virtual_clock() {
+    use runway::devcluster::clock::Clock;
+    use runway::devcluster::kubelet::KubeletMode;
+
+    let mut config = test_config();
+    config.kubelet.mode = KubeletMode::Simulated;
+    let clock = Clock::virtual_at(1_800_000_000_000);
+    config.clock = clock.clone();
+    let t = dev_target(config, "conf-sim").await;
+    let jobs: Api<Job> = Api::namespaced(t.client.clone(), &t.ns);
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    let scripted = |name: &str, anns: Value| {
+        let mut job = serde_json::to_value(seed_job(name, "unused")).unwrap();
+        job["spec"]["template"]["metadata"]["annotations"] = anns;
+        job["spec"]["ttlSecondsAfterFinished"] = json!(7200);
+        serde_json::from_value::<Job>(job).unwrap()
+    };
+    let ok = scripted(
+        "sim-ok",
+        json!({"runway.dev/duration-ms": "60000", "runway.dev/log": "a\nb"}),
+    );
+    let fail = scripted(
+        "sim-fail",
+        json!({"runway.dev/duration-ms": "1000", "runway.dev/exit-code": "3"}),
+    );
+    let oom = scripted(
+        "sim-oom",
+        json!({"runway.dev/scenario": "OOMKilled", "runway.dev/duration-ms": "1000"}),
+    );
+    for j in [&ok, &fail, &oom] {
+        jobs.create(&PostParams::default(), j).await.unwrap();
+    }
+    let terminated = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("job-name={name}")))
+                .await
+                .unwrap();
+            list.items.first().and_then(|p| {
+                p.status.as_ref()?.container_statuses.as_ref()?[0]
+                    .state
+                    .as_ref()?
+                    .terminated
+                    .clone()
+            })
+        }
+    };
+    // Time stands still: nothing finishes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(terminated("sim-fail").await.is_none());
+
+    clock.advance(2_000);
+    let fail_job = wait_for_job(&jobs, "sim-fail", "Failed").await;
+    assert_eq!(fail_job.status.unwrap().failed, Some(1));
+    let term = terminated("sim-fail").await.unwrap();
+    assert_eq!((term.exit_code, term.reason.as_deref()), (3, Some("Error")));
+    let term = terminated("sim-oom").await.unwrap();
+    assert_eq!(
+        (term.exit_code, term.reason.as_deref()),
+        (137, Some("OOMKilled"))
+    );
+    assert!(
+        terminated("sim-ok").await.is_none(),
+        "60 s have not passed yet"
+    );
+
+    clock.advance(60_000);
+    wait_for_job(&jobs, "sim-ok", "Complete").await;
+    let list = pods
+        .list(&ListParams::default().labels("job-name=sim-ok"))
+        .await
+        .unwrap();
+    let pod_name = list.items[0].metadata.name.clone().unwrap();
+    assert_eq!(
+        pods.logs(&pod_name, &LogParams::default()).await.unwrap(),
+        "a\nb\n"
+    );
+
+    // ttlSecondsAfterFinished: gone once 7200 s have passed since completion.
+    clock.advance(7_100_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(jobs.get("sim-ok").await.is_ok(), "deleted before its TTL");
+    clock.advance(200_000);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while jobs.get("sim-ok").await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "TTL controller never deleted the Job"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.finish().await;
+}

@@ -981,52 +981,34 @@ async fn run_pod(
         return;
     }
 
-    match config.mode {
-        KubeletMode::Simulated => {
-            simulate(
-                cluster,
-                logs,
-                config,
-                key,
-                &pod,
-                &script,
-                &mut statuses,
-                &mut init,
-                ip,
-                &mut deleted,
-            )
-            .await;
-        }
-        KubeletMode::Process => {
-            if matches!(script.scenario.as_deref(), Some(s) if s != "OOMKilled" && s != "Never") {
-                simulate(
-                    cluster,
-                    logs,
-                    config,
-                    key,
-                    &pod,
-                    &script,
-                    &mut statuses,
-                    &mut init,
-                    ip,
-                    &mut deleted,
-                )
-                .await;
-            } else {
-                run_processes(
-                    cluster,
-                    logs,
-                    config,
-                    key,
-                    &pod,
-                    &mut statuses,
-                    &mut init,
-                    ip,
-                    &mut deleted,
-                )
-                .await;
-            }
-        }
+    // A scripted scenario is played out the same way in both modes.
+    if config.mode == KubeletMode::Simulated || script.scenario.is_some() {
+        simulate(
+            cluster,
+            logs,
+            config,
+            key,
+            &pod,
+            &script,
+            &mut statuses,
+            &mut init,
+            ip,
+            &mut deleted,
+        )
+        .await;
+    } else {
+        run_processes(
+            cluster,
+            logs,
+            config,
+            key,
+            &pod,
+            &mut statuses,
+            &mut init,
+            ip,
+            &mut deleted,
+        )
+        .await;
     }
     finish_deletion(cluster, key, &mut deleted).await;
 }
