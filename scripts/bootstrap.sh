@@ -33,9 +33,9 @@ command -v cargo >/dev/null || { echo "cargo (the Rust toolchain) is required" >
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if ! listening 6379; then
     log "starting Redis on 127.0.0.1:6379"
-    mkdir -p /tmp/runway-redis
+    redis_dir=$(mktemp -d -t runway-redis.XXXXXX)
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
-        --dir /tmp/runway-redis --logfile /tmp/runway-redis/redis.log
+        --dir "$redis_dir" --logfile "$redis_dir/redis.log"
 fi
 if ! listening 5672; then
     log "starting RabbitMQ on 127.0.0.1:5672"

@@ -90,6 +90,34 @@ impl Cluster {
         self.events.subscribe()
     }
 
+    /// Every object of each of `kinds`, and a subscription to every later
+    /// commit, taken under one lock so a controller (re)starting from it
+    /// misses nothing and sees nothing twice.
+    pub fn snapshot_and_subscribe(
+        &self,
+        kinds: &[Kind],
+    ) -> (Vec<Vec<Obj>>, broadcast::Receiver<Arc<Event>>) {
+        let store = self.lock();
+        let rx = self.subscribe();
+        let lists = kinds
+            .iter()
+            .map(|&kind| {
+                let q = ListQuery {
+                    kind,
+                    namespace: None,
+                    at: None,
+                    after: None,
+                    limit: 0,
+                };
+                store
+                    .list(&q, |_| true)
+                    .map(|p| p.items)
+                    .unwrap_or_default()
+            })
+            .collect();
+        (lists, rx)
+    }
+
     /// The store, for reads that must be consistent with a subscription.
     pub fn lock(&self) -> MutexGuard<'_, Store> {
         self.store

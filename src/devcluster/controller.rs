@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::api::{ns_name, Cluster, DeleteOptions, Propagation};
 use super::clock::{parse_rfc3339, rfc3339};
 use super::faults::Faults;
-use super::store::{EventType, ListQuery};
+use super::store::EventType;
 use super::validate::Kind;
 
 const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -111,25 +111,14 @@ fn resync(
     cluster: &Cluster,
     state: &mut State,
 ) -> tokio::sync::broadcast::Receiver<Arc<super::store::Event>> {
-    let store = cluster.lock();
-    let rx = cluster.subscribe();
+    let (lists, rx) = cluster.snapshot_and_subscribe(&[Kind::Pod, Kind::Job]);
     state.pods_by_owner.clear();
-    let all = |kind| ListQuery {
-        kind,
-        namespace: None,
-        at: None,
-        after: None,
-        limit: 0,
-    };
-    if let Ok(pods) = store.list(&all(Kind::Pod), |_| true) {
-        for pod in pods.items {
-            observe(state, Kind::Pod, EventType::Added, &pod);
-        }
+    let mut lists = lists.into_iter();
+    for pod in lists.next().unwrap_or_default() {
+        observe(state, Kind::Pod, EventType::Added, &pod);
     }
-    if let Ok(jobs) = store.list(&all(Kind::Job), |_| true) {
-        for job in jobs.items {
-            state.dirty.insert(ns_name(&job));
-        }
+    for job in lists.next().unwrap_or_default() {
+        state.dirty.insert(ns_name(&job));
     }
     rx
 }

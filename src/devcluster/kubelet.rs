@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use super::api::{ns_name, Cluster};
 use super::faults::Faults;
 use super::logs::LogStore;
-use super::store::{EventType, ListQuery};
+use super::store::EventType;
 use super::validate::Kind;
 
 /// Annotations that script a pod (on the Job's pod template, or on the Job).
@@ -331,20 +331,8 @@ fn resync(
     cluster: &Cluster,
     state: &mut State,
 ) -> tokio::sync::broadcast::Receiver<Arc<super::store::Event>> {
-    let store = cluster.lock();
-    let rx = cluster.subscribe();
-    let q = ListQuery {
-        kind: Kind::Pod,
-        namespace: None,
-        at: None,
-        after: None,
-        limit: 0,
-    };
-    let pods = store
-        .list(&q, |_| true)
-        .map(|p| p.items)
-        .unwrap_or_default();
-    drop(store);
+    let (lists, rx) = cluster.snapshot_and_subscribe(&[Kind::Pod]);
+    let pods = lists.into_iter().next().unwrap_or_default();
     state.pending.clear();
     for pod in pods {
         let key = ns_name(&pod);
