@@ -125,6 +125,10 @@ fn seed_job(name: &str, script: &str) -> Job {
     serde_json::from_value(job).unwrap()
 }
 
+fn pod_spec(job: &mut Job) -> &mut k8s_openapi::api::core::v1::PodSpec {
+    job.spec.as_mut().unwrap().template.spec.as_mut().unwrap()
+}
+
 fn api_code(err: &kube::Error) -> Option<(u16, String)> {
     match err {
         kube::Error::Api(s) => Some((s.code, s.reason.clone())),
@@ -310,14 +314,7 @@ async fn invalid_jobs_are_422_with_field_causes() {
     let t = target("conf-invalid").await;
     let jobs: Api<Job> = Api::namespaced(t.client.clone(), &t.ns);
     let mut job = seed_job("Not_A_Name", "true");
-    job.spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .restart_policy = Some("Always".into());
+    pod_spec(&mut job).restart_policy = Some("Always".into());
     let err = jobs.create(&PostParams::default(), &job).await.unwrap_err();
     let kube::Error::Api(status) = &err else {
         panic!("{err:?}")
@@ -347,14 +344,7 @@ async fn missing_service_account_is_failed_create_and_no_pod() {
     let t = target("conf-sa").await;
     let jobs: Api<Job> = Api::namespaced(t.client.clone(), &t.ns);
     let mut job = seed_job("no-sa", "true");
-    job.spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .service_account_name = Some("nobody".into());
+    pod_spec(&mut job).service_account_name = Some("nobody".into());
     jobs.create(&PostParams::default(), &job).await.unwrap();
     let events: Api<Event> = Api::namespaced(t.client.clone(), &t.ns);
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -396,15 +386,7 @@ async fn unknown_image_is_err_image_pull_then_back_off() {
     let t = target("conf-image").await;
     let jobs: Api<Job> = Api::namespaced(t.client.clone(), &t.ns);
     let mut job = seed_job("bad-image", "true");
-    job.spec
-        .as_mut()
-        .unwrap()
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0]
-        .image = Some("registry.invalid/nope:1".into());
+    pod_spec(&mut job).containers[0].image = Some("registry.invalid/nope:1".into());
     jobs.create(&PostParams::default(), &job).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
     let mut seen = Vec::new();

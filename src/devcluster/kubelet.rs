@@ -1243,33 +1243,11 @@ async fn simulate(
             return;
         }
         restarts += 1;
-        for s in statuses.iter_mut() {
-            let last = render_status(pod, s)["state"].clone();
-            s.last = Some(last);
-            s.restarts = restarts;
-            s.state = CState::Waiting {
-                reason: "CrashLoopBackOff".into(),
-                message: Some(format!(
-                    "back-off {}s restarting failed container={} pod={}_{}",
-                    10 << (restarts - 1).min(5),
-                    s.name,
-                    key.1,
-                    key.0
-                )),
-            };
-        }
-        cluster.record_event(
-            Kind::Pod,
-            pod,
-            "Warning",
-            "BackOff",
-            "Back-off restarting failed container",
-            "kubelet",
-        );
-        publish(cluster, key, statuses, init, ip, None);
-        let back =
-            (config.pull_backoff * (1 << (restarts - 1).min(5))).min(Duration::from_secs(300));
-        if wait_or_deleted(back, deleted).await {
+        if crash_loop_back_off(
+            cluster, config, key, pod, statuses, init, ip, restarts, deleted,
+        )
+        .await
+        {
             return;
         }
     }
@@ -1585,30 +1563,57 @@ async fn run_processes(
             return;
         }
         restarts += 1;
-        for s in statuses.iter_mut() {
-            s.last = Some(render_status(pod, s)["state"].clone());
-            s.restarts = restarts;
-            s.state = CState::Waiting {
-                reason: "CrashLoopBackOff".into(),
-                message: Some(format!(
-                    "back-off restarting failed container={} pod={}_{}",
-                    s.name, key.1, key.0
-                )),
-            };
-        }
-        cluster_event(
-            cluster,
-            pod,
-            "BackOff",
-            "Back-off restarting failed container",
-        );
-        publish(cluster, key, statuses, init, ip, None);
-        let back =
-            (config.pull_backoff * (1 << (restarts - 1).min(5))).min(Duration::from_secs(300));
-        if wait_or_deleted(back, deleted).await {
+        if crash_loop_back_off(
+            cluster, config, key, pod, statuses, init, ip, restarts, deleted,
+        )
+        .await
+        {
             return;
         }
     }
+}
+
+/// Every container waits in CrashLoopBackOff (10 s doubling to five minutes on
+/// a real node, from `pull_backoff` here) before the restart; true when the
+/// pod was deleted meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn crash_loop_back_off(
+    cluster: &Cluster,
+    config: &KubeletConfig,
+    key: &(String, String),
+    pod: &Value,
+    statuses: &mut [CStatus],
+    init: &[CStatus],
+    ip: &str,
+    restarts: i64,
+    deleted: &mut DeleteRx,
+) -> bool {
+    let shift = (restarts - 1).clamp(0, 5);
+    for s in statuses.iter_mut() {
+        s.last = Some(render_status(pod, s)["state"].clone());
+        s.restarts = restarts;
+        s.state = CState::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: Some(format!(
+                "back-off {}s restarting failed container={} pod={}_{}",
+                10 << shift,
+                s.name,
+                key.1,
+                key.0
+            )),
+        };
+    }
+    cluster.record_event(
+        Kind::Pod,
+        pod,
+        "Warning",
+        "BackOff",
+        "Back-off restarting failed container",
+        "kubelet",
+    );
+    publish(cluster, key, statuses, init, ip, None);
+    let back = (config.pull_backoff * (1 << shift)).min(Duration::from_secs(300));
+    wait_or_deleted(back, deleted).await
 }
 
 fn cluster_event(cluster: &Cluster, pod: &Value, reason: &str, message: &str) {
