@@ -22,6 +22,8 @@ command -v rabbitmq-server >/dev/null || need_pkgs+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
 # kubectl for the dev cluster's conformance tests (Debian's, where none is installed)
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
+# protoc for the gRPC contract (build.rs)
+command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     as_root apt-get update -q

@@ -39,6 +39,9 @@ enum Command {
     /// Run a local Kubernetes API server with a Job controller, a scheduler and
     /// a kubelet, in the foreground, and write a kubeconfig for it.
     DevCluster(DevClusterArgs),
+    /// Run the gRPC run launcher: launch, resume, terminate, health, debug
+    /// info and live status of Dagster run workers, tracked by one watch.
+    Serve(Box<runway::serve::settings::ServeArgs>),
     /// Benchmarks. Numbers are printed as JSON lines.
     Bench {
         #[command(subcommand)]
@@ -132,6 +135,10 @@ enum Output {
 }
 
 fn main() -> ExitCode {
+    if let Err(err) = load_config_file() {
+        eprintln!("runway: {err:#}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -142,8 +149,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// `runway serve --config FILE` (or `RUNWAY_CONFIG`): the file's settings
+/// become environment defaults before the flags are parsed, so flags and
+/// real environment variables still win.
+fn load_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("serve") {
+        return Ok(());
+    }
+    let mut path = std::env::var("RUNWAY_CONFIG").ok();
+    for (i, a) in args.iter().enumerate() {
+        if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.to_owned());
+        } else if a == "--config" {
+            path = args.get(i + 1).cloned();
+        }
+    }
+    let Some(path) = path else { return Ok(()) };
+    let env = runway::serve::settings::file_env(std::path::Path::new(&path), &|name| {
+        std::env::var_os(name).is_some()
+    })?;
+    for (k, v) in env {
+        // Single-threaded still: no runtime has started.
+        std::env::set_var(k, v);
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async move {
+                let _telemetry = runway::telemetry::init(
+                    args.log_format == runway::serve::settings::LogFormat::Json,
+                    args.otlp_endpoint.as_deref(),
+                    "runway-serve",
+                )?;
+                let handle = runway::app::start_serve(&args).await?;
+                println!(
+                    "runway serve listening on {} (gRPC) and http://{} (metrics, live, ready)",
+                    handle.grpc_addr, handle.http_addr
+                );
+                handle.run_until_signal().await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DevCluster(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

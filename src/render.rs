@@ -181,9 +181,20 @@ impl RunCase {
 /// A run Job, as K8sRunLauncher or CeleryK8sRunLauncher builds it.
 pub fn render_run(case: &RunCase, env: &dyn Env) -> Result<Rendered, Error> {
     let launcher = Launcher::load(case.launcher_class, &case.launcher, env)?;
+    render_run_loaded(case, &launcher, env)
+}
+
+/// [`render_run`] with a launcher config parsed beforehand, so a service
+/// that sees the same config on every launch parses it once. `case.launcher`
+/// is not read.
+pub fn render_run_loaded(
+    case: &RunCase,
+    launcher: &Launcher,
+    env: &dyn Env,
+) -> Result<Rendered, Error> {
     match launcher.class {
-        LauncherClass::K8s => render_k8s_run(case, &launcher, env),
-        LauncherClass::CeleryK8s => render_celery_run(case, &launcher, env),
+        LauncherClass::K8s => render_k8s_run(case, launcher, env),
+        LauncherClass::CeleryK8s => render_celery_run(case, launcher, env),
     }
 }
 

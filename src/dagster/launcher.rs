@@ -137,7 +137,7 @@ const CELERY_INIT_KEYS: &[&str] = &[
 ];
 
 /// Which stock launcher a config belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LauncherClass {
     K8s,
     CeleryK8s,

@@ -48,6 +48,8 @@ type JobKey = (String, String);
 struct State {
     /// Pods (namespace, name) by owning Job uid.
     pods_by_owner: HashMap<String, BTreeSet<JobKey>>,
+    /// The uid pods name as their owner, by the owner's (namespace, name).
+    owner_uid: HashMap<JobKey, String>,
     /// Pod uids already counted into a Job's succeeded/failed.
     counted: HashSet<String>,
     /// Jobs to reconcile.
@@ -113,6 +115,7 @@ fn resync(
 ) -> tokio::sync::broadcast::Receiver<Arc<super::store::Event>> {
     let (lists, rx) = cluster.snapshot_and_subscribe(&[Kind::Pod, Kind::Job]);
     state.pods_by_owner.clear();
+    state.owner_uid.clear();
     let mut lists = lists.into_iter();
     for pod in lists.next().unwrap_or_default() {
         observe(state, Kind::Pod, EventType::Added, &pod);
@@ -146,6 +149,9 @@ fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Value) {
                 return;
             };
             let (ns, name) = ns_name(obj);
+            state
+                .owner_uid
+                .insert((ns.clone(), owner_name.clone()), owner_uid.clone());
             let set = state.pods_by_owner.entry(owner_uid).or_default();
             if ty == EventType::Deleted {
                 set.remove(&(ns.clone(), name));
@@ -179,6 +185,7 @@ fn reconcile(cluster: &Cluster, config: &ControllerConfig, state: &mut State, ke
     let (ns, name) = key;
     let Ok(job) = cluster.get(Kind::Job, ns, name) else {
         state.timed.remove(key);
+        release_orphans(cluster, state, key);
         return;
     };
     let uid = job["metadata"]["uid"].as_str().unwrap_or("").to_owned();
@@ -454,6 +461,26 @@ fn create_pod(cluster: &Cluster, job: &Value) -> Option<Arc<Value>> {
 fn delete_pod(cluster: &Cluster, pod: &Value) {
     let (ns, name) = ns_name(pod);
     let _ = cluster.delete(Kind::Pod, &ns, &name, &DeleteOptions::default());
+}
+
+/// The Job is gone: its pods keep no tracking finalizer (kube-controller-manager
+/// releases orphans, or a deleted Job's terminating pods would stay forever).
+fn release_orphans(cluster: &Cluster, state: &mut State, key: &JobKey) {
+    let Some(uid) = state.owner_uid.get(key).cloned() else {
+        return;
+    };
+    let pods = state.pods_by_owner.get(&uid).cloned().unwrap_or_default();
+    for (ns, name) in &pods {
+        if let Ok(pod) = cluster.get(Kind::Pod, ns, name) {
+            if controller_owner(&pod).is_some_and(|(u, _)| u == uid) {
+                release_finalizer(cluster, &pod);
+            }
+        }
+    }
+    if pods.is_empty() {
+        state.owner_uid.remove(key);
+        state.pods_by_owner.remove(&uid);
+    }
 }
 
 fn release_finalizer(cluster: &Cluster, pod: &Value) {

@@ -164,10 +164,19 @@ fn is_dns1123_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// Kubernetes' IsDNS1123Subdomain: 253 characters at most, and the regex's
+/// dot-separated parts have no length limit of their own (a 65-character
+/// ConfigMap name is valid, as the seed deployment's user-env map shows).
 fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253
-        && s.split('.')
-            .all(|part| is_dns1123_label(part) && part.len() <= 63)
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
 }
 
 fn is_qualified_name_part(s: &str) -> bool {
@@ -945,6 +954,18 @@ mod tests {
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(j["metadata"]["namespace"], "default");
         assert_eq!(j["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn subdomain_names_are_limited_in_total_not_per_part() {
+        let long = "dagster-dagster-user-deployments-k8s-example-user-code-1-user-env";
+        assert!(long.len() > 63);
+        assert!(is_dns1123_subdomain(long));
+        assert!(is_dns1123_subdomain("a.b-c.d"));
+        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+        assert!(!is_dns1123_subdomain("a..b"));
+        assert!(!is_dns1123_subdomain("-a"));
+        assert!(!is_dns1123_subdomain("A"));
     }
 
     #[test]

@@ -1,0 +1,301 @@
+//! The one place concrete types are wired together: kube's client behind
+//! the gate, the tracker's watches, the launcher logic, tonic and the
+//! operations port. Tests start the same thing in-process.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::cluster::{self, ClientSource, Gate, GateConfig, GateLayer, KubeJobs, Tracker};
+use crate::metrics::Metrics;
+use crate::proto;
+use crate::serve::grpc::{Grpc, TokenCheck};
+use crate::serve::http::{self as ops, Probe};
+use crate::serve::settings::{HealthModeArg, ServeArgs};
+use crate::serve::{Launch, Options};
+use crate::stop::stopped;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Cluster(#[from] cluster::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reading {what} {path}: {source}")]
+    File {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Settings(String),
+    #[error("gRPC server: {0}")]
+    Server(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::File {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A running `runway serve`.
+#[derive(Debug)]
+pub struct ServeHandle {
+    pub grpc_addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
+    pub tracker: Arc<Tracker>,
+    pub metrics: Arc<Metrics>,
+    probe: Arc<Probe>,
+    stop_accepting: watch::Sender<bool>,
+    stop_watches: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+fn validate(args: &ServeArgs) -> Result<(), Error> {
+    if args.namespaces.iter().any(|n| n.trim().is_empty()) || args.namespaces.is_empty() {
+        return Err(Error::Settings(
+            "--namespace: give at least one non-empty namespace".into(),
+        ));
+    }
+    if !(args.kube_qps >= 0.0 && args.kube_qps.is_finite()) {
+        return Err(Error::Settings(
+            "--kube-qps: give a rate >= 0 (0 lifts the limit)".into(),
+        ));
+    }
+    if args.kube_attempts == 0 {
+        return Err(Error::Settings("--kube-attempts: give at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Starts the service; returns once both ports listen (the watches sync in the background).
+pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
+    validate(args)?;
+    let metrics = Arc::new(Metrics::new());
+    let gate = Gate::new(
+        GateConfig {
+            qps: args.kube_qps,
+            burst: args.kube_burst,
+            max_queue: args.kube_queue,
+            max_in_flight: args.kube_max_in_flight,
+            max_attempts: args.kube_attempts,
+            backoff_base: Duration::from_millis(args.kube_backoff_ms),
+            backoff_max: Duration::from_millis(args.kube_backoff_max_ms.max(args.kube_backoff_ms)),
+        },
+        metrics.clone(),
+    );
+    let client = cluster::client(
+        &ClientSource {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.kube_context.clone(),
+        },
+        GateLayer { gate },
+    )
+    .await?;
+    let (stop_accepting, accept_rx) = watch::channel(false);
+    let (stop_watches, watch_rx) = watch::channel(false);
+    let tracker = Tracker::new(
+        args.namespaces.clone(),
+        args.unschedulable_grace_secs,
+        args.watch_buffer,
+        metrics.clone(),
+    );
+    let mut background = tracker.spawn(&client, watch_rx.clone());
+    let kube = KubeJobs {
+        client,
+        timeout: Duration::from_secs(args.kube_timeout_secs.max(1)),
+    };
+    let launch = Arc::new(Launch::new(
+        kube,
+        tracker.clone(),
+        metrics.clone(),
+        Options {
+            force_dagster_compat: args.health_mode == HealthModeArg::DagsterCompat,
+            unschedulable_grace_secs: args.unschedulable_grace_secs,
+            ..Options::default()
+        },
+    ));
+
+    let token = match &args.token_file {
+        Some(p) => {
+            let raw = read("token file", p)?;
+            let t = String::from_utf8_lossy(&raw).trim().to_owned();
+            if t.is_empty() {
+                return Err(Error::Settings(format!(
+                    "--token-file {}: the file is empty",
+                    p.display()
+                )));
+            }
+            Some(Arc::<str>::from(t))
+        }
+        None => None,
+    };
+
+    let grpc_listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|source| Error::Bind {
+        addr: args.listen,
+        source,
+    })?;
+    let http_listener = TcpListener::bind(args.http_listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: args.http_listen,
+            source,
+        })?;
+    let http_addr = http_listener.local_addr().map_err(|source| Error::Bind {
+        addr: args.http_listen,
+        source,
+    })?;
+
+    let probe = Arc::new(Probe {
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        draining: false.into(),
+    });
+    background.push(tokio::spawn(ops::serve(
+        http_listener,
+        probe.clone(),
+        watch_rx.clone(),
+    )));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_not_serving::<proto::run_launcher_server::RunLauncherServer<Grpc<KubeJobs>>>()
+        .await;
+    {
+        let tracker = tracker.clone();
+        let reporter = health_reporter.clone();
+        let mut accept_rx = accept_rx.clone();
+        background.push(tokio::spawn(async move {
+            let synced = tokio::select! {
+                _ = stopped(&mut accept_rx) => false,
+                synced = tracker.wait_synced(Duration::from_secs(86_400)) => synced,
+            };
+            if synced {
+                reporter
+                    .set_serving::<proto::run_launcher_server::RunLauncherServer<Grpc<KubeJobs>>>()
+                    .await;
+                stopped(&mut accept_rx).await;
+            }
+            reporter
+                .set_not_serving::<proto::run_launcher_server::RunLauncherServer<Grpc<KubeJobs>>>()
+                .await;
+        }));
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Reflection(e.to_string()))?;
+
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(crate::serve::grpc::KEEPALIVE))
+        .tcp_nodelay(true);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+            read("TLS certificate", cert)?,
+            read("TLS key", key)?,
+        ));
+        if let Some(ca) = &args.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+        }
+        builder = builder.tls_config(tls)?;
+    }
+    let service = tonic::service::interceptor::InterceptedService::new(
+        proto::run_launcher_server::RunLauncherServer::new(Grpc::new(launch, accept_rx.clone()))
+            .max_decoding_message_size(16 * 1024 * 1024),
+        TokenCheck { token },
+    );
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service);
+    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let mut accept_signal = accept_rx;
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        stopped(&mut accept_signal).await;
+    }));
+    tracing::info!(%grpc_addr, %http_addr, namespaces = ?args.namespaces, "runway serve listening");
+    Ok(ServeHandle {
+        grpc_addr,
+        http_addr,
+        tracker,
+        metrics,
+        probe,
+        stop_accepting,
+        stop_watches,
+        server,
+        background,
+        grace: Duration::from_secs(args.shutdown_grace_secs),
+    })
+}
+
+impl ServeHandle {
+    /// Two phases: stop accepting (not ready, health NOT_SERVING, streams
+    /// ended) and let in-flight calls finish within the grace; then stop the
+    /// watches.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        tracing::info!("draining: no new calls, finishing in-flight ones");
+        self.probe.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop_accepting.send(true);
+        let mut server = self.server;
+        let result = match tokio::time::timeout(self.grace, &mut server).await {
+            Ok(Ok(r)) => r.map_err(Error::from),
+            Ok(Err(join)) => Err(Error::Settings(format!("gRPC server task failed: {join}"))),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "in-flight calls did not finish within the grace; closing");
+                server.abort();
+                Ok(())
+            }
+        };
+        let _ = self.stop_watches.send(true);
+        for t in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        tracing::info!("stopped");
+        result
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then shuts down.
+    pub async fn run_until_signal(self) -> Result<(), Error> {
+        wait_for_signal().await;
+        self.shutdown().await
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,206 @@
+//! Prometheus metrics of `runway serve` (and later `runway worker`), in one
+//! registry rendered at `/metrics`.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeLabels {
+    pub verb: &'static str,
+    pub resource: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    pub verb: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    pub method: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: &'static str,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    // 100 µs .. ~26 s
+    exponential_buckets(0.0001, 2.0, 19)
+}
+
+/// Every metric the service exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub launch_latency: Family<RpcLabels, Histogram>,
+    pub rpcs: Family<RpcLabels, Counter>,
+    pub kube_requests: Family<KubeLabels, Counter>,
+    pub kube_latency: Family<VerbLabel, Histogram>,
+    pub kube_retries: Counter,
+    pub kube_throttled: Counter,
+    pub kube_rate_limit_wait: Histogram,
+    pub watch_restarts: Family<KindLabel, Counter>,
+    pub watch_relists: Family<KindLabel, Counter>,
+    pub index_jobs: Gauge<i64, AtomicI64>,
+    pub index_pods: Gauge<i64, AtomicI64>,
+    pub index_runs: Gauge<i64, AtomicI64>,
+    pub health_checks: Family<StatusLabel, Counter>,
+    pub transitions: Counter,
+    pub watch_streams: Gauge<i64, AtomicI64>,
+    pub watch_streams_cut: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("runway");
+        let launch_latency = Family::<RpcLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        let kube_latency = Family::<VerbLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        let m = Metrics {
+            launch_latency,
+            rpcs: Family::default(),
+            kube_requests: Family::default(),
+            kube_latency,
+            kube_retries: Counter::default(),
+            kube_throttled: Counter::default(),
+            kube_rate_limit_wait: Histogram::new(latency_buckets()),
+            watch_restarts: Family::default(),
+            watch_relists: Family::default(),
+            index_jobs: Gauge::default(),
+            index_pods: Gauge::default(),
+            index_runs: Gauge::default(),
+            health_checks: Family::default(),
+            transitions: Counter::default(),
+            watch_streams: Gauge::default(),
+            watch_streams_cut: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "launch_duration_seconds",
+            "LaunchRun/ResumeRun latency, request to Job accepted",
+            m.launch_latency.clone(),
+        );
+        registry.register(
+            "grpc_requests",
+            "gRPC calls by method and status code",
+            m.rpcs.clone(),
+        );
+        registry.register(
+            "kube_requests",
+            "Kubernetes API calls by verb, resource and HTTP status (\"error\": no response)",
+            m.kube_requests.clone(),
+        );
+        registry.register(
+            "kube_request_duration_seconds",
+            "Kubernetes API call latency by verb",
+            m.kube_latency.clone(),
+        );
+        registry.register(
+            "kube_retries",
+            "Kubernetes API calls retried",
+            m.kube_retries.clone(),
+        );
+        registry.register(
+            "kube_throttled",
+            "Kubernetes API calls refused because the client-side rate limit queue was full",
+            m.kube_throttled.clone(),
+        );
+        registry.register(
+            "kube_rate_limit_wait_seconds",
+            "Time spent waiting for the client-side rate limiter",
+            m.kube_rate_limit_wait.clone(),
+        );
+        registry.register(
+            "watch_restarts",
+            "Watch streams that failed and were restarted",
+            m.watch_restarts.clone(),
+        );
+        registry.register(
+            "watch_relists",
+            "Full relists by the watches (start, 410 Gone)",
+            m.watch_relists.clone(),
+        );
+        registry.register(
+            "index_jobs",
+            "Jobs in the watch index",
+            m.index_jobs.clone(),
+        );
+        registry.register(
+            "index_pods",
+            "Pods in the watch index",
+            m.index_pods.clone(),
+        );
+        registry.register(
+            "index_runs",
+            "Runs in the watch index",
+            m.index_runs.clone(),
+        );
+        registry.register(
+            "health_checks",
+            "CheckRunWorkerHealth answers by status",
+            m.health_checks.clone(),
+        );
+        registry.register(
+            "transitions",
+            "Run status transitions seen by the index",
+            m.transitions.clone(),
+        );
+        registry.register(
+            "watch_runs_streams",
+            "Open WatchRuns streams",
+            m.watch_streams.clone(),
+        );
+        registry.register(
+            "watch_runs_streams_cut",
+            "WatchRuns streams ended because the consumer fell behind",
+            m.watch_streams_cut.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn kube_request(&self, verb: &'static str, resource: &str, code: &str, seconds: f64) {
+        self.kube_requests
+            .get_or_create(&KubeLabels {
+                verb,
+                resource: resource.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+        self.kube_latency
+            .get_or_create(&VerbLabel { verb })
+            .observe(seconds);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
