@@ -37,6 +37,8 @@ bench:
 	$(PY) benches/compare_render.py --runway target/release/runway
 	$(CARGO) bench --bench render
 	$(CARGO) bench --bench devcluster
+	target/release/runway bench index --runs 100000
+	target/release/runway bench launch --python .venv/bin/python
 
 # Regenerate committed artefacts (never edited by hand).
 fixtures:

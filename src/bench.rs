@@ -52,3 +52,55 @@ pub fn time_render(case: &Value, env: &dyn Env, iterations: u32) -> Result<Rende
         p99_us: at(0.99),
     })
 }
+
+pub mod launch;
+
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Memory of the watch index holding `runs` finished runs (a Job and a pod
+/// each, shaped like the seed deployment's), as resident-set growth.
+pub fn index_memory(runs: usize) -> Value {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::Pod;
+
+    let before = rss_bytes().unwrap_or_default();
+    let mut index = crate::track::Index::new(120);
+    let mut out = Vec::new();
+    for i in 0..runs {
+        let run_id = format!("1c2e9a5b-7d3e-4e8f-9a1b-{i:012}");
+        let name = format!("dagster-run-{run_id}");
+        let job: Result<Job, _> = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "dagster-system", "uid": format!("0b7a3c9e-1111-4e8f-9a1b-{i:012}"),
+                "resourceVersion": format!("{}", 1_000_000 + i),
+                "labels": {"dagster/run-id": run_id, "dagster/job": "example_job",
+                    "app.kubernetes.io/part-of": "dagster", "app.kubernetes.io/managed-by": "runway"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "dagster", "image": "docker.io/dagster/user-code-example:1.1.9"}]}}},
+            "status": {"succeeded": 1, "startTime": "2026-12-02T00:00:00Z",
+                "conditions": [{"type": "Complete", "status": "True"}]}
+        }));
+        let pod: Result<Pod, _> = serde_json::from_value(json!({
+            "metadata": {"name": format!("{name}-abcde"), "namespace": "dagster-system", "labels": {"job-name": name}},
+            "spec": {"containers": [{"name": "dagster"}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "dagster", "ready": false,
+                "restartCount": 0, "image": "docker.io/dagster/user-code-example:1.1.9", "imageID": "",
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}
+        }));
+        if let (Ok(job), Ok(pod)) = (job, pod) {
+            index.apply_job(&job, 0, &mut out);
+            index.apply_pod(&pod, 0, &mut out);
+        }
+        out.clear();
+    }
+    let after = rss_bytes().unwrap_or_default();
+    let grown = after.saturating_sub(before);
+    json!({
+        "impl": "runway", "what": "watch index memory", "runs": index.run_count(),
+        "jobs": index.job_count(), "pods": index.pod_count(),
+        "rss_growth_mb": grown as f64 / 1_048_576.0,
+        "bytes_per_run": grown as f64 / runs.max(1) as f64,
+    })
+}

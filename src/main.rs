@@ -51,6 +51,35 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// `runway serve` on an in-process dev cluster (simulated kubelet):
+    /// launches/s, latency, health checks/s, WatchRuns completion latency,
+    /// and the Python K8sRunLauncher against the same cluster.
+    Launch {
+        #[arg(long, default_value_t = 5_000)]
+        launches: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Launches per second of the paced phase.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 4.0)]
+        rate_seconds: f64,
+        #[arg(long, default_value_t = 3.0)]
+        health_seconds: f64,
+        /// Python with dagster-k8s for the peer (default: .venv/bin/python when present).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        #[arg(long, default_value_t = 200)]
+        python_launches: usize,
+        /// Skip the Python peer.
+        #[arg(long)]
+        no_python: bool,
+    },
+    /// Memory of the watch index with this many tracked runs.
+    Index {
+        #[arg(long, default_value_t = 100_000)]
+        runs: usize,
+    },
     /// Time rendering a case file in-process (per Job, full pipeline).
     Render {
         #[arg(long)]
@@ -205,6 +234,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(dev_cluster(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: Bench::Index { runs },
+        } => {
+            println!("{}", runway::bench::index_memory(runs));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                Bench::Launch {
+                    launches,
+                    concurrency,
+                    rate,
+                    rate_seconds,
+                    health_seconds,
+                    python,
+                    python_launches,
+                    no_python,
+                },
+        } => {
+            let root = std::env::current_dir().context("reading the current directory")?;
+            let python = if no_python {
+                None
+            } else {
+                python.or_else(|| Some(root.join(".venv/bin/python")).filter(|p| p.exists()))
+            };
+            let bench = runway::bench::launch::LaunchBench {
+                root,
+                launches,
+                concurrency,
+                rate,
+                rate_seconds,
+                health_seconds,
+                python,
+                python_launches,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            for line in runtime.block_on(runway::bench::launch::run(&bench))? {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

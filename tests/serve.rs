@@ -1015,3 +1015,105 @@ fn sigterm_during_a_burst_loses_no_accepted_launch() {
         dev.shutdown().await;
     });
 }
+
+fn pki(dir: &std::path::Path) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf("localhost");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server_cert).unwrap();
+    std::fs::write(dir.join("server.key"), server_key).unwrap();
+    let (client_cert, client_key) = leaf("dagster-daemon");
+    (ca.pem(), client_cert, client_key)
+}
+
+#[tokio::test]
+async fn mtls_rejects_clients_without_a_certificate_and_health_reports_serving() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let dir = TempDir::new("pki");
+    let (ca, client_cert, client_key) = pki(&dir.0);
+    let flags = [
+        format!("--tls-cert={}", dir.0.join("server.pem").display()),
+        format!("--tls-key={}", dir.0.join("server.key").display()),
+        format!("--tls-client-ca={}", dir.0.join("ca.pem").display()),
+    ];
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let h = start("mtls", dev_config(100_000), &flag_refs).await;
+    let url = format!(
+        "https://localhost:{}",
+        h.serve.as_ref().unwrap().grpc_addr.port()
+    );
+
+    let anonymous = Endpoint::from_shared(url.clone())
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca))
+                .domain_name("localhost"),
+        )
+        .unwrap();
+    let refused = match anonymous.connect().await {
+        Err(_) => true,
+        Ok(ch) => RunLauncherClient::new(ch)
+            .check_run_worker_health(proto::CheckRunWorkerHealthRequest {
+                run_id: run_id(1),
+                ..Default::default()
+            })
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate got through");
+
+    let ch = Endpoint::from_shared(url)
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&ca))
+                .identity(Identity::from_pem(client_cert, client_key))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let r = RunLauncherClient::new(ch.clone())
+        .check_run_worker_health(proto::CheckRunWorkerHealthRequest {
+            run_id: run_id(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, WorkerStatus::NotFound as i32);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "runway.v1.RunLauncher".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if s.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never SERVING: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.finish().await;
+}

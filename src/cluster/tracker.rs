@@ -159,9 +159,11 @@ impl Tracker {
                 ns.clone(),
                 stop.clone(),
             )));
+            // Warnings only: they are what health and pod debug info read,
+            // and the Normal events of every pod would be most of the traffic.
             tasks.push(tokio::spawn(self.clone().watch::<Event>(
                 Api::namespaced(client.clone(), ns),
-                watcher::Config::default(),
+                watcher::Config::default().fields("type=Warning"),
                 Kind::Event,
                 ns.clone(),
                 stop.clone(),
