@@ -869,7 +869,9 @@ pub fn with_type_meta(kind: Kind, obj: &Value) -> Value {
     out.insert("apiVersion".into(), json!(kind.api_version()));
     if let Some(o) = obj.as_object() {
         for (k, v) in o {
-            out.insert(k.clone(), v.clone());
+            if k != "apiVersion" && k != "kind" {
+                out.insert(k.clone(), v.clone());
+            }
         }
     }
     Value::Object(out)
