@@ -48,10 +48,10 @@ const JOB_ORPHAN_WARNING: &str = "299 - \"child pods are preserved by default wh
 /// Capacity of the watch fan-out. A watcher that falls this far behind is
 /// disconnected (it re-watches from its last revision), as the real API
 /// server's cacher terminates slow watchers rather than slowing writers.
-/// The ring keeps every event it holds alive (object and previous object):
-/// at 65,536 it held about a gigabyte under load, and zeroing fresh pages
-/// for it was a third of the dev cluster's CPU.
-pub const FANOUT_CAPACITY: usize = 1 << 13;
+/// The ring keeps every event it holds alive (object and previous object),
+/// about a gigabyte under load; a smaller ring made the controller and the
+/// kubelet fall behind and re-list during bursts, which cost far more.
+pub const FANOUT_CAPACITY: usize = 1 << 16;
 
 /// Shared cluster state.
 #[derive(Debug)]
