@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod celery;
 pub mod cluster;
 pub mod dagster;
 pub mod devcluster;

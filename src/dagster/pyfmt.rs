@@ -127,7 +127,8 @@ fn write_value(out: &mut String, value: &Value) {
     }
 }
 
-fn write_str(out: &mut String, s: &str) {
+/// A JSON string as Python's `json.dumps` writes it (`ensure_ascii`).
+pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -1,0 +1,11 @@
+//! Celery's wire formats as celery/kombu 5.7 write them (dagster-compat.md
+//! §g): task messages of protocol v2 with the JSON serializer, and result
+//! metadata as the Redis and `rpc://` backends store it. Pure: bytes and
+//! values in, bytes and values out; the AMQP and Redis clients live in the
+//! worker.
+
+pub mod message;
+pub mod result;
+
+pub use message::{decode, DecodeError, TaskMessage};
+pub use result::{result_meta, ResultState, TaskError};
