@@ -5,7 +5,9 @@
 //! worker.
 
 pub mod message;
+pub mod pyval;
 pub mod result;
+pub mod topology;
 
 pub use message::{decode, DecodeError, TaskMessage};
 pub use result::{result_meta, ResultState, TaskError};

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod context;
 mod error;
+pub mod events;
 pub mod launcher;
 pub mod names;
 pub mod pyfmt;

@@ -110,3 +110,89 @@ fn result_metas_are_byte_identical_to_the_redis_backends() {
         assert_eq!(r["ttl"], 86400, "result_expires is one day");
     }
 }
+
+#[test]
+fn kwargsrepr_and_body_are_spelled_as_celery_spells_them() {
+    use runway::celery::pyval::{saferepr, PyVal};
+    let m = fixture("messages.json")
+        .into_iter()
+        .find(|m| m["name"] == "json")
+        .unwrap();
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(m["body_base64"].as_str().unwrap())
+        .unwrap();
+    let text = std::str::from_utf8(&body).unwrap();
+    let parsed: PyVal = serde_json::from_str(text).unwrap();
+    // kombu's json.dumps, key order and all.
+    assert_eq!(parsed.dumps(), text);
+    let PyVal::List(parts) = &parsed else {
+        panic!("body is not a list")
+    };
+    let kwargsrepr = saferepr(&parts[1], 1024, 3);
+    assert_eq!(kwargsrepr, m["headers"]["kwargsrepr"].as_str().unwrap());
+    assert_eq!(
+        saferepr(&parts[0], 1024, 3)
+            .replace('[', "(")
+            .replace(']', ")"),
+        m["headers"]["argsrepr"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn encoding_reproduces_the_message_dagster_publishes() {
+    use runway::celery::message::{encode, NewTask};
+    use runway::celery::pyval::PyVal;
+    let m = fixture("messages.json")
+        .into_iter()
+        .find(|m| m["name"] == "json")
+        .unwrap();
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(m["body_base64"].as_str().unwrap())
+        .unwrap();
+    let parsed: PyVal = serde_json::from_str(std::str::from_utf8(&body).unwrap()).unwrap();
+    let PyVal::List(parts) = parsed else {
+        panic!("body is not a list")
+    };
+    let headers = m["headers"].as_object().unwrap();
+    let encoded = encode(&NewTask {
+        id: headers["id"].as_str().unwrap(),
+        task: "execute_step_k8s_job",
+        kwargs: &parts[1],
+        origin: headers["origin"].as_str().unwrap(),
+        reply_to: "",
+        priority: 5,
+    });
+    assert_eq!(encoded.body.as_bytes(), &body[..]);
+    let ours: serde_json::Map<String, Value> = encoded
+        .headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_json()))
+        .collect();
+    assert_eq!(&ours, headers);
+    assert_eq!(
+        encoded.correlation_id,
+        m["properties"]["correlation_id"].as_str().unwrap()
+    );
+    assert_eq!(encoded.content_type, m["content_type"].as_str().unwrap());
+    assert_eq!(
+        encoded.content_encoding,
+        m["content_encoding"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn step_events_are_read_from_pod_logs_as_the_python_task_reads_them() {
+    let path = format!(
+        "{}/tests/fixtures/celery/step_log.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ours = runway::dagster::events::events_from_log(doc["log"].as_str().unwrap());
+    let theirs: Vec<&str> = doc["returned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(ours, theirs);
+}

@@ -85,6 +85,37 @@ def results() -> list[dict]:
     return out
 
 
+def step_log() -> dict:
+    """A step pod's log as `dagster api execute_step` prints it, with the
+    noise around it, and what the celery-k8s task returns from it."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.events.utils import filter_dagster_events_from_cli_logs
+    from dagster._core.execution.plan.objects import StepSuccessData
+    from dagster._serdes import serialize_value
+
+    start = DagsterEvent(event_type_value=DagsterEventType.STEP_START.value, job_name="example_job",
+                         step_key="my_op", message="Started execution of step \"my_op\".")
+    done = DagsterEvent(event_type_value=DagsterEventType.STEP_SUCCESS.value, job_name="example_job",
+                        step_key="my_op", message="Finished caf\u00e9 \u2713",
+                        event_specific_data=StepSuccessData(duration_ms=12.5))
+    long_line = serialize_value(done)
+    lines = [
+        "2026-12-02 00:00:00 +0000 - dagster - DEBUG - example_job - starting",
+        serialize_value(start),
+        '{"not": "an event"}',
+        "{broken json",
+        "still broken}",
+        long_line[:40],  # a line the container runtime split in three
+        long_line[40:90],
+        long_line[90:],
+        '{"__class__": "NotAnEvent", "x": 1}',
+        "   " + serialize_value(start) + "   ",
+        "done",
+    ]
+    events = filter_dagster_events_from_cli_logs(lines)
+    return {"log": "\n".join(lines) + "\n", "returned": [serialize_value(e) for e in events]}
+
+
 def normalise(doc):
     # date_done differs on every run; the committed value is what Rust reproduces.
     text = json.dumps(doc, indent=1, sort_keys=True)
@@ -92,7 +123,7 @@ def normalise(doc):
 
 
 def main() -> int:
-    docs = {"messages.json": messages(), "results.json": results()}
+    docs = {"messages.json": messages(), "results.json": results(), "step_log.json": step_log()}
     check = "--check" in sys.argv
     stale = []
     for name, doc in docs.items():
