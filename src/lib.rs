@@ -12,6 +12,7 @@
 pub mod app;
 pub mod bench;
 pub mod celery;
+pub mod civil;
 pub mod cluster;
 pub mod dagster;
 pub mod devcluster;

@@ -205,13 +205,17 @@ fn load_config_file() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = runtime()?;
             runtime.block_on(async move {
                 let _telemetry = runway::telemetry::init(
                     args.log_format == runway::serve::settings::LogFormat::Json,
@@ -229,10 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::DevCluster(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = runtime()?;
             runtime.block_on(dev_cluster(args))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -271,10 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 python,
                 python_launches,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = runtime()?;
             for line in runtime.block_on(runway::bench::launch::run(&bench))? {
                 println!("{line}");
             }

@@ -3,6 +3,7 @@
 //! (status, result, traceback, children, date_done, task_id), with Python's
 //! separators and ASCII escaping, so `AsyncResult.get()` reads it back.
 
+use crate::civil::civil_from_days;
 use crate::dagster::pyfmt::{dumps_sorted, write_str};
 
 /// The states Runway stores.
@@ -85,20 +86,6 @@ pub fn date_done(unix_micros: i64) -> String {
     } else {
         format!("{base}.{micros:06}+00:00")
     }
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The meta JSON for `celery-task-meta-<task_id>` (and the `rpc://` reply body).
