@@ -153,6 +153,9 @@ async fn start(tag: &str, dev: DevClusterConfig, extra: &[&str]) -> Harness {
         "--kube-attempts=10".into(),
         "--unschedulable-grace-secs=2".into(),
     ];
+    // A flag given by the test replaces the harness's own.
+    let name = |a: &str| a.split('=').next().unwrap_or_default().to_owned();
+    argv.retain(|a| !extra.iter().any(|e| name(e) == name(a)));
     argv.extend(extra.iter().map(|s| (*s).to_owned()));
     let args = Args::try_parse_from(argv).unwrap();
     let serve = start_serve(&args.serve).await.unwrap();
@@ -1203,4 +1206,97 @@ mod otlp {
             "{service:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_saturated_rate_limit_refuses_with_a_retry_hint_and_drops_nothing() {
+    // The watches take tokens too; a queue of two makes launches overflow it.
+    let h = start(
+        "throttle",
+        dev_config(100_000),
+        &["--kube-qps=2", "--kube-burst=1", "--kube-queue=2"],
+    )
+    .await;
+    // The three watch requests pass the same bucket: let them through first.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !h
+        .serve
+        .as_ref()
+        .unwrap()
+        .metrics
+        .render()
+        .contains("verb=\"watch\",resource=\"pods\"")
+        || !h
+            .serve
+            .as_ref()
+            .unwrap()
+            .metrics
+            .render()
+            .contains("verb=\"watch\",resource=\"jobs\"")
+        || !h
+            .serve
+            .as_ref()
+            .unwrap()
+            .metrics
+            .render()
+            .contains("verb=\"watch\",resource=\"events\"")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watches never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut calls = Vec::new();
+    for n in 0..12 {
+        let mut grpc = h.grpc.clone();
+        let run = run_id(8000 + n);
+        let req = seed_request(&run, None);
+        calls.push(tokio::spawn(
+            async move { (run, grpc.launch_run(req).await) },
+        ));
+    }
+    let mut created = Vec::new();
+    let mut refused = Vec::new();
+    for c in calls {
+        let (run, r) = c.await.unwrap();
+        match r {
+            Ok(resp) => created.push((run, resp.into_inner())),
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                assert!(s.message().contains("rate limit"), "{}", s.message());
+                let hint: u64 = s
+                    .metadata()
+                    .get("retry-after-ms")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(hint > 0);
+                refused.push(run);
+            }
+        }
+    }
+    assert!(!refused.is_empty(), "nothing was refused");
+    assert!(
+        !created.is_empty(),
+        "nothing was created; {} refused; {}",
+        refused.len(),
+        h.serve.as_ref().unwrap().metrics.render()
+    );
+    // What was refused was not created; what was answered exists.
+    let jobs = h.jobs();
+    for run in &refused {
+        assert!(jobs
+            .get_opt(&format!("dagster-run-{run}"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+    for (run, resp) in &created {
+        let job = jobs.get(&format!("dagster-run-{run}")).await.unwrap();
+        assert_eq!(job.metadata.uid.as_deref(), Some(resp.uid.as_str()));
+    }
+    h.finish().await;
 }

@@ -64,6 +64,15 @@ struct Bucket {
     waiting: usize,
 }
 
+struct InLine<'a>(&'a Mutex<Bucket>);
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let mut b = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        b.waiting = b.waiting.saturating_sub(1);
+    }
+}
+
 /// The shared state of the gate.
 #[derive(Debug)]
 pub struct Gate {
@@ -121,9 +130,10 @@ impl Gate {
             b.waiting += 1;
             Duration::from_secs_f64(-b.tokens / self.config.qps)
         };
+        // Leaves the line even when the waiting call is cancelled (a client
+        // that gave up, a timeout), or the line would fill with ghosts.
+        let _in_line = InLine(&self.bucket);
         tokio::time::sleep(wait).await;
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        b.waiting -= 1;
         self.metrics
             .kube_rate_limit_wait
             .observe(wait.as_secs_f64());
@@ -414,6 +424,26 @@ mod tests {
         assert_eq!(times[1], Duration::ZERO);
         assert!(times[4] >= Duration::from_millis(299), "{times:?}");
         assert!(times[4] <= Duration::from_millis(301), "{times:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waiters_leave_the_line() {
+        let gate = Gate::new(
+            GateConfig {
+                qps: 1.0,
+                burst: 1,
+                max_queue: 1,
+                ..GateConfig::default()
+            },
+            Arc::new(Metrics::new()),
+        );
+        gate.acquire().await.unwrap();
+        // Waits in line, then gives up.
+        let waiting = tokio::time::timeout(Duration::from_millis(10), gate.acquire()).await;
+        assert!(waiting.is_err());
+        // The line is free again: this one waits its turn rather than being
+        // refused as if the one that gave up were still in line.
+        assert!(gate.acquire().await.is_ok());
     }
 
     #[test]
