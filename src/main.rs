@@ -54,27 +54,7 @@ enum Bench {
     /// `runway serve` on an in-process dev cluster (simulated kubelet):
     /// launches/s, latency, health checks/s, WatchRuns completion latency,
     /// and the Python K8sRunLauncher against the same cluster.
-    Launch {
-        #[arg(long, default_value_t = 5_000)]
-        launches: usize,
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        /// Launches per second of the paced phase.
-        #[arg(long, default_value_t = 500.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 4.0)]
-        rate_seconds: f64,
-        #[arg(long, default_value_t = 3.0)]
-        health_seconds: f64,
-        /// Python with dagster-k8s for the peer (default: .venv/bin/python when present).
-        #[arg(long)]
-        python: Option<PathBuf>,
-        #[arg(long, default_value_t = 200)]
-        python_launches: usize,
-        /// Skip the Python peer.
-        #[arg(long)]
-        no_python: bool,
-    },
+    Launch(runway::bench::launch::LaunchBench),
     /// Memory of the watch index with this many tracked runs.
     Index {
         #[arg(long, default_value_t = 100_000)]
@@ -244,34 +224,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
-            what:
-                Bench::Launch {
-                    launches,
-                    concurrency,
-                    rate,
-                    rate_seconds,
-                    health_seconds,
-                    python,
-                    python_launches,
-                    no_python,
-                },
+            what: Bench::Launch(mut bench),
         } => {
-            let root = std::env::current_dir().context("reading the current directory")?;
-            let python = if no_python {
-                None
-            } else {
-                python.or_else(|| Some(root.join(".venv/bin/python")).filter(|p| p.exists()))
-            };
-            let bench = runway::bench::launch::LaunchBench {
-                root,
-                launches,
-                concurrency,
-                rate,
-                rate_seconds,
-                health_seconds,
-                python,
-                python_launches,
-            };
+            bench.root = std::env::current_dir().context("reading the current directory")?;
+            if bench.python.is_none() {
+                bench.python = Some(bench.root.join(".venv/bin/python")).filter(|p| p.exists());
+            }
             let runtime = runtime()?;
             for line in runtime.block_on(runway::bench::launch::run(&bench))? {
                 println!("{line}");

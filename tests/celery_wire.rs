@@ -111,9 +111,8 @@ fn result_metas_are_byte_identical_to_the_redis_backends() {
     }
 }
 
-#[test]
-fn kwargsrepr_and_body_are_spelled_as_celery_spells_them() {
-    use runway::celery::pyval::{saferepr, PyVal};
+/// The JSON-serialized task of the fixture, and its body bytes.
+fn json_message() -> (Value, Vec<u8>) {
     let m = fixture("messages.json")
         .into_iter()
         .find(|m| m["name"] == "json")
@@ -121,6 +120,13 @@ fn kwargsrepr_and_body_are_spelled_as_celery_spells_them() {
     let body = base64::engine::general_purpose::STANDARD
         .decode(m["body_base64"].as_str().unwrap())
         .unwrap();
+    (m, body)
+}
+
+#[test]
+fn kwargsrepr_and_body_are_spelled_as_celery_spells_them() {
+    use runway::celery::pyval::{saferepr, PyVal};
+    let (m, body) = json_message();
     let text = std::str::from_utf8(&body).unwrap();
     let parsed: PyVal = serde_json::from_str(text).unwrap();
     // kombu's json.dumps, key order and all.
@@ -142,13 +148,7 @@ fn kwargsrepr_and_body_are_spelled_as_celery_spells_them() {
 fn encoding_reproduces_the_message_dagster_publishes() {
     use runway::celery::message::{encode, NewTask};
     use runway::celery::pyval::PyVal;
-    let m = fixture("messages.json")
-        .into_iter()
-        .find(|m| m["name"] == "json")
-        .unwrap();
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(m["body_base64"].as_str().unwrap())
-        .unwrap();
+    let (m, body) = json_message();
     let parsed: PyVal = serde_json::from_str(std::str::from_utf8(&body).unwrap()).unwrap();
     let PyVal::List(parts) = parsed else {
         panic!("body is not a list")

@@ -35,20 +35,31 @@ pub enum Error {
     Python(String),
 }
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// What to run (the flags of `runway bench launch`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct LaunchBench {
     /// Repository root (the case fixture and the Python script live there).
+    #[arg(skip)]
     pub root: PathBuf,
+    #[arg(long, default_value_t = 5_000)]
     pub launches: usize,
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
-    /// The paced phase: launches per second, and for how long.
+    /// Launches per second of the paced phase.
+    #[arg(long, default_value_t = 500.0)]
     pub rate: f64,
+    #[arg(long, default_value_t = 4.0)]
     pub rate_seconds: f64,
+    #[arg(long, default_value_t = 3.0)]
     pub health_seconds: f64,
-    /// Python interpreter with dagster-k8s; none skips the peer.
+    /// Python with dagster-k8s for the peer (default: .venv/bin/python when present).
+    #[arg(long)]
     pub python: Option<PathBuf>,
+    #[arg(long, default_value_t = 200)]
     pub python_launches: usize,
+    /// Skip the Python peer.
+    #[arg(long)]
+    pub no_python: bool,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -494,7 +505,7 @@ pub async fn run(bench: &LaunchBench) -> Result<Vec<Value>, Error> {
     watcher.abort();
     recorder.abort();
 
-    if let Some(python) = &bench.python {
+    if let Some(python) = bench.python.as_ref().filter(|_| !bench.no_python) {
         let peer = python_peer(bench, python, &kubeconfig)?;
         let py_rate = peer["launches_per_s"].as_f64().unwrap_or(f64::NAN);
         let py_p50 = peer["p50_ms"].as_f64().unwrap_or(f64::NAN);
