@@ -24,6 +24,7 @@ command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
 command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 # protoc for the gRPC contract (build.rs)
 command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
+command -v curl >/dev/null || need_pkgs+=(curl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     as_root apt-get update -q

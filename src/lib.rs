@@ -13,6 +13,7 @@ pub mod app;
 pub mod bench;
 pub mod celery;
 pub mod civil;
+pub mod client;
 pub mod cluster;
 pub mod dagster;
 pub mod devcluster;

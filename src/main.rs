@@ -42,10 +42,68 @@ enum Command {
     /// Run the gRPC run launcher: launch, resume, terminate, health, debug
     /// info and live status of Dagster run workers, tracked by one watch.
     Serve(Box<runway::serve::settings::ServeArgs>),
+    /// A command-line client of `runway serve`.
+    Client(ClientArgs),
     /// Benchmarks. Numbers are printed as JSON lines.
     Bench {
         #[command(subcommand)]
         what: Bench,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ClientArgs {
+    /// The service's gRPC endpoint.
+    #[arg(
+        long,
+        env = "RUNWAY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    endpoint: String,
+    /// File holding the bearer token the service requires.
+    #[arg(long, env = "RUNWAY_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    what: ClientCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Launch the run of a case file (as `runway render` takes it).
+    Launch {
+        #[arg(long)]
+        case: PathBuf,
+        /// Overrides the case's run id.
+        #[arg(long)]
+        run_id: Option<String>,
+    },
+    /// The run worker's health.
+    Health {
+        #[arg(long)]
+        run_id: String,
+        #[arg(long, default_value = "STARTED")]
+        run_status: String,
+        /// dagster-k8s's exact answers.
+        #[arg(long)]
+        compat: bool,
+    },
+    /// dagster-k8s's debug information text.
+    DebugInfo {
+        #[arg(long)]
+        run_id: String,
+    },
+    /// Delete the run's Job, its pods and its step Jobs.
+    Terminate {
+        #[arg(long)]
+        run_id: String,
+    },
+    /// Print status transitions as JSON lines.
+    Watch {
+        #[arg(long = "run-id")]
+        run_ids: Vec<String>,
+        /// Stop once every given run reached SUCCESS or FAILED.
+        #[arg(long)]
+        until_final: bool,
     },
 }
 
@@ -192,8 +250,46 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+async fn client(args: ClientArgs) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let mut c = runway::client::Client::connect(&args.endpoint, token).await?;
+    match args.what {
+        ClientCommand::Launch { case, run_id } => {
+            let text = std::fs::read_to_string(&case)
+                .with_context(|| format!("reading case file {}", case.display()))?;
+            let value = parse_case_text(&text)?;
+            let req = runway::client::request_from_case(&value, run_id.as_deref())?;
+            println!("{}", c.launch(req).await?);
+        }
+        ClientCommand::Health {
+            run_id,
+            run_status,
+            compat,
+        } => println!("{}", c.health(&run_id, &run_status, compat).await?),
+        ClientCommand::DebugInfo { run_id } => println!("{}", c.debug_info(&run_id).await?),
+        ClientCommand::Terminate { run_id } => println!("{}", c.terminate(&run_id).await?),
+        ClientCommand::Watch {
+            run_ids,
+            until_final,
+        } => c.watch(&run_ids, until_final, |t| println!("{t}")).await?,
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Client(args) => {
+            runtime()?.block_on(client(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             let runtime = runtime()?;
             runtime.block_on(async move {

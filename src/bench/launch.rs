@@ -144,38 +144,15 @@ fn load_case(root: &Path, kubeconfig: &Path) -> Result<Case, Error> {
     let path = root.join("tests/fixtures/cases/seed_k8s_run.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::Setup(format!("{}: {e}", path.display())))?;
-    let case: Value = serde_json::from_str(&text).map_err(setup)?;
-    let mut launcher = case["launcher"].clone();
+    let mut case: Value = serde_json::from_str(&text).map_err(setup)?;
     // The same launcher config the Python peer gets.
-    launcher["load_incluster_config"] = json!(false);
-    launcher["kubeconfig_file"] = json!(kubeconfig.display().to_string());
-    let config_json = launcher.to_string();
-    let run = &case["run"];
-    Ok(Case {
-        launcher: proto::LauncherConfig {
-            launcher_class: "K8sRunLauncher".into(),
-            digest: crate::serve::sha256_hex(config_json.as_bytes()),
-            config_json,
-        },
-        run: proto::Run {
-            run_id: String::new(),
-            job_name: run["job_name"].as_str().unwrap_or_default().into(),
-            location_name: run["location_name"].as_str().unwrap_or_default().into(),
-            image: run["image"].as_str().map(str::to_owned),
-            container_context_json: run["container_context"].to_string(),
-            tags: HashMap::new(),
-            args: run["args"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            resume_attempt: 0,
-            run_config_json: String::new(),
-        },
-    })
+    case["launcher"]["load_incluster_config"] = json!(false);
+    case["launcher"]["kubeconfig_file"] = json!(kubeconfig.display().to_string());
+    let req = crate::client::request_from_case(&case, None).map_err(setup)?;
+    match (req.launcher, req.run) {
+        (Some(launcher), Some(run)) => Ok(Case { launcher, run }),
+        _ => Err(Error::Setup("the case has no launcher or run".into())),
+    }
 }
 
 fn run_id(phase: u32, n: usize) -> String {
