@@ -136,13 +136,29 @@ fn label<'a>(job: &'a k8s_openapi::api::batch::v1::Job, key: &str) -> Option<&'a
     job.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-fn first_image(job: &k8s_openapi::api::batch::v1::Job) -> String {
-    job.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
+impl Launched {
+    fn of(
+        job: &k8s_openapi::api::batch::v1::Job,
+        job_name: String,
+        namespace: String,
+        created: bool,
+        dropped_env_vars: Vec<String>,
+    ) -> Launched {
+        Launched {
+            job_name,
+            namespace,
+            uid: job.metadata.uid.clone().unwrap_or_default(),
+            image: job
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default(),
+            created,
+            dropped_env_vars,
+        }
+    }
 }
 
 fn add_managed_by(job: &mut Value) {
@@ -314,14 +330,13 @@ impl<K: JobApi> Launch<K> {
                 Ok(job) => {
                     self.tracker
                         .update(|ix, now, out| ix.insert_created(&job, now, out));
-                    return Ok(Launched {
-                        job_name: name,
-                        namespace: ns,
-                        uid: job.metadata.uid.clone().unwrap_or_default(),
-                        image: first_image(&job),
-                        created: true,
-                        dropped_env_vars: rendered.dropped_env_vars,
-                    });
+                    return Ok(Launched::of(
+                        &job,
+                        name,
+                        ns,
+                        true,
+                        rendered.dropped_env_vars,
+                    ));
                 }
                 Err(cluster::Error::AlreadyExists { .. }) => {
                     let Some(existing) = self.kube.get_job(&ns, &name).await? else {
@@ -342,14 +357,13 @@ impl<K: JobApi> Launch<K> {
                             namespace: ns,
                         });
                     }
-                    return Ok(Launched {
-                        job_name: name,
-                        namespace: ns,
-                        uid: existing.metadata.uid.clone().unwrap_or_default(),
-                        image: first_image(&existing),
-                        created: false,
-                        dropped_env_vars: rendered.dropped_env_vars,
-                    });
+                    return Ok(Launched::of(
+                        &existing,
+                        name,
+                        ns,
+                        false,
+                        rendered.dropped_env_vars,
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -423,7 +437,11 @@ impl<K: JobApi> Launch<K> {
         Ok(out)
     }
 
-    pub fn health(&self, req: &proto::CheckRunWorkerHealthRequest) -> Result<Health, Error> {
+    /// The answer, and the name of the Job it is about.
+    pub fn health(
+        &self,
+        req: &proto::CheckRunWorkerHealthRequest,
+    ) -> Result<(String, Health), Error> {
         if req.run_id.is_empty() {
             return Err(invalid("run_id", "missing: the Dagster run id"));
         }
@@ -462,7 +480,7 @@ impl<K: JobApi> Launch<K> {
                 status: status_name(answer.status),
             })
             .inc();
-        Ok(answer)
+        Ok((name, answer))
     }
 
     pub async fn debug_info(

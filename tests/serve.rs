@@ -30,7 +30,7 @@ use runway::serve::settings::ServeArgs;
 use runway::serve::sha256_hex;
 
 const WAIT: Duration = Duration::from_secs(60);
-const NS: &str = "dagster-system";
+use runway::bench::launch::NS;
 
 #[derive(Parser)]
 struct Args {
@@ -95,41 +95,9 @@ async fn create(kube: &Client, path: &str, body: Value) {
 
 /// The namespace with what the seed's Job refers to.
 async fn prepare_namespace(kube: &Client) {
-    create(
-        kube,
-        "/api/v1/namespaces",
-        json!({"metadata": {"name": NS}}),
-    )
-    .await;
-    for sa in [
-        "dagster",
-        "dagster-dagster-user-deployments-user-deployments",
-    ] {
-        create(
-            kube,
-            &format!("/api/v1/namespaces/{NS}/serviceaccounts"),
-            json!({"metadata": {"name": sa}}),
-        )
-        .await;
+    for (path, body) in runway::bench::launch::seed_prerequisites() {
+        create(kube, &path, body).await;
     }
-    for cm in [
-        "dagster-pipeline-env",
-        "dagster-dagster-user-deployments-k8s-example-user-code-1-user-env",
-    ] {
-        create(
-            kube,
-            &format!("/api/v1/namespaces/{NS}/configmaps"),
-            json!({"metadata": {"name": cm}, "data": {"A": "1"}}),
-        )
-        .await;
-    }
-    create(
-        kube,
-        &format!("/api/v1/namespaces/{NS}/secrets"),
-        json!({"metadata": {"name": "dagster-postgresql-secret"},
-               "stringData": {"postgresql-password": "pw"}}),
-    )
-    .await;
 }
 
 async fn start(tag: &str, dev: DevClusterConfig, extra: &[&str]) -> Harness {

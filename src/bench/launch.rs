@@ -79,7 +79,8 @@ fn setup(e: impl std::fmt::Display) -> Error {
     Error::Setup(e.to_string())
 }
 
-const NS: &str = "dagster-system";
+/// The seed deployment's namespace.
+pub const NS: &str = "dagster-system";
 
 async fn post(url: &str, path: &str, body: Value) -> Result<(), Error> {
     // The dev cluster is plain HTTP on loopback; one tiny client is enough here.
@@ -103,36 +104,45 @@ async fn post(url: &str, path: &str, body: Value) -> Result<(), Error> {
     Ok(())
 }
 
-async fn prepare(url: &str) -> Result<(), Error> {
-    post(url, "/api/v1/namespaces", json!({"metadata": {"name": NS}})).await?;
+/// The objects the seed deployment's run Job refers to, as (API path,
+/// body) pairs in creation order: its namespace, service accounts, config
+/// maps and the Postgres password Secret.
+pub fn seed_prerequisites() -> Vec<(String, Value)> {
+    let mut out = vec![(
+        "/api/v1/namespaces".to_owned(),
+        json!({"metadata": {"name": NS}}),
+    )];
     for sa in [
         "dagster",
         "dagster-dagster-user-deployments-user-deployments",
     ] {
-        post(
-            url,
-            &format!("/api/v1/namespaces/{NS}/serviceaccounts"),
+        out.push((
+            format!("/api/v1/namespaces/{NS}/serviceaccounts"),
             json!({"metadata": {"name": sa}}),
-        )
-        .await?;
+        ));
     }
     for cm in [
         "dagster-pipeline-env",
         "dagster-dagster-user-deployments-k8s-example-user-code-1-user-env",
     ] {
-        post(
-            url,
-            &format!("/api/v1/namespaces/{NS}/configmaps"),
-            json!({"metadata": {"name": cm}}),
-        )
-        .await?;
+        out.push((
+            format!("/api/v1/namespaces/{NS}/configmaps"),
+            json!({"metadata": {"name": cm}, "data": {"A": "1"}}),
+        ));
     }
-    post(
-        url,
-        &format!("/api/v1/namespaces/{NS}/secrets"),
-        json!({"metadata": {"name": "dagster-postgresql-secret"}, "stringData": {"postgresql-password": "pw"}}),
-    )
-    .await
+    out.push((
+        format!("/api/v1/namespaces/{NS}/secrets"),
+        json!({"metadata": {"name": "dagster-postgresql-secret"},
+               "stringData": {"postgresql-password": "pw"}}),
+    ));
+    out
+}
+
+async fn prepare(url: &str) -> Result<(), Error> {
+    for (path, body) in seed_prerequisites() {
+        post(url, &path, body).await?;
+    }
+    Ok(())
 }
 
 struct Case {

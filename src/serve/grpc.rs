@@ -37,9 +37,7 @@ pub fn to_status(e: &Error) -> Status {
             let mut s = Status::failed_precondition(msg);
             s.metadata_mut().insert(
                 "runway-reason",
-                "UNKNOWN_CONFIG_DIGEST"
-                    .parse()
-                    .unwrap_or_else(|_| unreachable_value()),
+                tonic::metadata::MetadataValue::from_static("UNKNOWN_CONFIG_DIGEST"),
             );
             s
         }
@@ -73,10 +71,6 @@ pub fn to_status(e: &Error) -> Status {
             cluster::Error::Config(_) => Status::internal(msg),
         },
     }
-}
-
-fn unreachable_value() -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
-    tonic::metadata::MetadataValue::from_static("unknown")
 }
 
 fn code_name(code: tonic::Code) -> &'static str {
@@ -245,19 +239,17 @@ impl<K: JobApi> RunLauncher for Grpc<K> {
         let result = self
             .launch
             .health(&req)
-            .map(|h| {
+            .map(|(job_name, h)| {
+                tracing::debug!(run_id = %req.run_id, status = status_name(h.status), "health");
                 Response::new(proto::CheckRunWorkerHealthResponse {
                     status: worker_status(h.status) as i32,
                     message: h.message,
                     reason: h.reason,
-                    job_name: crate::dagster::names::run_job_name(&req.run_id, req.resume_attempt),
+                    job_name,
                     transient: h.transient,
                 })
             })
             .map_err(|e| to_status(&e));
-        if let Ok(r) = &result {
-            tracing::debug!(run_id = %req.run_id, status = status_name_of(r.get_ref().status), "health");
-        }
         self.record("CheckRunWorkerHealth", &result);
         result
     }
@@ -296,26 +288,13 @@ impl<K: JobApi> RunLauncher for Grpc<K> {
         if req.include_current {
             let index = tracker.read();
             let now = cluster::tracker::now_secs();
-            for (key, job) in index.job_keys() {
-                let Some(d) = index.observe(key, now) else {
-                    continue;
-                };
-                let t = crate::track::Transition {
-                    run_id: job.run_id.to_string(),
-                    job_name: key.name.to_string(),
-                    namespace: key.namespace.to_string(),
-                    step_key: job.step_key.as_deref().map(str::to_owned),
-                    status: d.status,
-                    reason: d.reason,
-                    message: d.message,
-                    resource_version: job.resource_version.to_string(),
-                    deleted: false,
-                };
-                if filter.admits(&t) {
-                    initial.push(Stamped {
+            for (key, _) in index.job_keys() {
+                match index.current(key, now) {
+                    Some(t) if filter.admits(&t) => initial.push(Stamped {
                         transition: t,
                         observed_at_micros: 0,
-                    });
+                    }),
+                    _ => {}
                 }
             }
         }
@@ -380,16 +359,6 @@ struct StreamState {
 impl Drop for StreamState {
     fn drop(&mut self) {
         self.metrics.watch_streams.dec();
-    }
-}
-
-fn status_name_of(code: i32) -> &'static str {
-    match proto::WorkerStatus::try_from(code) {
-        Ok(proto::WorkerStatus::Running) => status_name(WorkerStatus::Running),
-        Ok(proto::WorkerStatus::Failed) => status_name(WorkerStatus::Failed),
-        Ok(proto::WorkerStatus::Success) => status_name(WorkerStatus::Success),
-        Ok(proto::WorkerStatus::NotFound) => status_name(WorkerStatus::NotFound),
-        _ => status_name(WorkerStatus::Unknown),
     }
 }
 

@@ -653,19 +653,12 @@ impl Index {
         ))
     }
 
-    fn report(&mut self, key: &ObjKey, now: i64, out: &mut Vec<Transition>) {
-        let Some(observed) = self.observe(key, now) else {
-            return;
-        };
-        let Some(job) = self.jobs.get_mut(key) else {
-            return;
-        };
-        let current = (observed.status, boxed(&observed.reason));
-        if job.reported.as_ref() == Some(&current) {
-            return;
-        }
-        job.reported = Some(current);
-        out.push(Transition {
+    /// The Job's status now, as a transition (what `WatchRuns` sends first
+    /// with `include_current`).
+    pub fn current(&self, key: &ObjKey, now: i64) -> Option<Transition> {
+        let observed = self.observe(key, now)?;
+        let job = self.jobs.get(key)?;
+        Some(Transition {
             run_id: job.run_id.to_string(),
             job_name: key.name.to_string(),
             namespace: key.namespace.to_string(),
@@ -675,7 +668,22 @@ impl Index {
             message: observed.message,
             resource_version: job.resource_version.to_string(),
             deleted: false,
-        });
+        })
+    }
+
+    fn report(&mut self, key: &ObjKey, now: i64, out: &mut Vec<Transition>) {
+        let Some(t) = self.current(key, now) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(key) else {
+            return;
+        };
+        let current = (t.status, boxed(&t.reason));
+        if job.reported.as_ref() == Some(&current) {
+            return;
+        }
+        job.reported = Some(current);
+        out.push(t);
     }
 }
 
