@@ -69,50 +69,46 @@ pub struct ServeHandle {
 }
 
 fn validate(args: &ServeArgs) -> Result<(), Error> {
-    if args.namespaces.iter().any(|n| n.trim().is_empty()) || args.namespaces.is_empty() {
-        return Err(Error::Settings(
-            "--namespace: give at least one non-empty namespace".into(),
-        ));
-    }
-    if !(args.kube_qps >= 0.0 && args.kube_qps.is_finite()) {
-        return Err(Error::Settings(
-            "--kube-qps: give a rate >= 0 (0 lifts the limit)".into(),
-        ));
-    }
-    if args.kube_attempts == 0 {
-        return Err(Error::Settings("--kube-attempts: give at least 1".into()));
-    }
-    Ok(())
+    args.kube.validate().map_err(Error::Settings)
+}
+
+/// kube's client behind Runway's gate (rate limit, retries, metrics).
+pub async fn kube_client(
+    kube: &crate::serve::settings::KubeArgs,
+    metrics: &Arc<Metrics>,
+) -> Result<kube::Client, Error> {
+    let gate = Gate::new(
+        GateConfig {
+            qps: kube.kube_qps,
+            burst: kube.kube_burst,
+            max_queue: kube.kube_queue,
+            max_in_flight: kube.kube_max_in_flight,
+            max_attempts: kube.kube_attempts,
+            backoff_base: Duration::from_millis(kube.kube_backoff_ms),
+            backoff_max: Duration::from_millis(kube.kube_backoff_max_ms.max(kube.kube_backoff_ms)),
+        },
+        metrics.clone(),
+    );
+    cluster::client(
+        &ClientSource {
+            kubeconfig: kube.kubeconfig.clone(),
+            context: kube.kube_context.clone(),
+        },
+        GateLayer { gate },
+    )
+    .await
+    .map_err(Error::from)
 }
 
 /// Starts the service; returns once both ports listen (the watches sync in the background).
 pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
     validate(args)?;
     let metrics = Arc::new(Metrics::new());
-    let gate = Gate::new(
-        GateConfig {
-            qps: args.kube_qps,
-            burst: args.kube_burst,
-            max_queue: args.kube_queue,
-            max_in_flight: args.kube_max_in_flight,
-            max_attempts: args.kube_attempts,
-            backoff_base: Duration::from_millis(args.kube_backoff_ms),
-            backoff_max: Duration::from_millis(args.kube_backoff_max_ms.max(args.kube_backoff_ms)),
-        },
-        metrics.clone(),
-    );
-    let client = cluster::client(
-        &ClientSource {
-            kubeconfig: args.kubeconfig.clone(),
-            context: args.kube_context.clone(),
-        },
-        GateLayer { gate },
-    )
-    .await?;
+    let client = kube_client(&args.kube, &metrics).await?;
     let (stop_accepting, accept_rx) = watch::channel(false);
     let (stop_watches, watch_rx) = watch::channel(false);
     let tracker = Tracker::new(
-        args.namespaces.clone(),
+        args.kube.namespaces.clone(),
         args.unschedulable_grace_secs,
         args.watch_buffer,
         metrics.clone(),
@@ -120,7 +116,7 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
     let mut background = tracker.spawn(&client, watch_rx.clone());
     let kube = KubeJobs {
         client,
-        timeout: Duration::from_secs(args.kube_timeout_secs.max(1)),
+        timeout: Duration::from_secs(args.kube.kube_timeout_secs.max(1)),
     };
     let launch = Arc::new(Launch::new(
         kube,
@@ -173,6 +169,7 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         draining: false.into(),
+        also: None,
     });
     background.push(tokio::spawn(ops::serve(
         http_listener,
@@ -237,7 +234,7 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         stopped(&mut accept_signal).await;
     }));
-    tracing::info!(%grpc_addr, %http_addr, namespaces = ?args.namespaces, "runway serve listening");
+    tracing::info!(%grpc_addr, %http_addr, namespaces = ?args.kube.namespaces, "runway serve listening");
     Ok(ServeHandle {
         grpc_addr,
         http_addr,
@@ -298,4 +295,165 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+// === runway worker ===
+
+/// A running `runway worker`.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    pub http_addr: std::net::SocketAddr,
+    pub hostname: String,
+    pub pool: Arc<crate::worker::Pool<KubeJobs>>,
+    pub tracker: Arc<Tracker>,
+    pub metrics: Arc<Metrics>,
+    probe: Arc<Probe>,
+    stop_pool: watch::Sender<bool>,
+    stop_background: watch::Sender<bool>,
+    pool_task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// `runway-<6 hex>@<host>`, in the shape of Celery's `-n dagster-<6 hex>@%h`.
+fn node_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("runway-{:06x}@{host}", r & 0xff_ffff)
+}
+
+/// Starts the worker pool; returns once the operations port listens (the
+/// broker connection and the watches come up in the background).
+pub async fn start_worker(
+    args: &crate::worker::settings::WorkerArgs,
+) -> Result<WorkerHandle, Error> {
+    use crate::worker::{backend, pg::Pg, task::Ctx, wait, Pool, PoolConfig};
+    args.validate().map_err(Error::Settings)?;
+    let metrics = Arc::new(Metrics::new());
+    let client = kube_client(&args.kube, &metrics).await?;
+    let (stop_background, bg_rx) = watch::channel(false);
+    let (stop_pool, pool_rx) = watch::channel(false);
+    let tracker = Tracker::new(
+        args.kube.namespaces.clone(),
+        args.unschedulable_grace_secs,
+        1 << 16,
+        metrics.clone(),
+    );
+    let mut background = tracker.spawn(&client, bg_rx.clone());
+    let kube = KubeJobs {
+        client,
+        timeout: Duration::from_secs(args.kube.kube_timeout_secs.max(1)),
+    };
+    let (publish_tx, publish_rx) = watch::channel(None);
+    let backend = match backend::parse(&args.result_backend)
+        .map_err(|e| Error::Settings(format!("--result-backend: {e}")))?
+    {
+        backend::BackendUrl::Redis(c) => backend::Backend::Redis(backend::RedisBackend::new(
+            c,
+            Duration::from_secs(args.result_expires_secs),
+        )),
+        backend::BackendUrl::Rpc => backend::Backend::Rpc(publish_rx),
+    };
+    let postgres = match &args.postgres_url {
+        Some(u) => Some(
+            crate::dagster::instance::parse_url(u, "--postgres-url")
+                .map_err(|e| Error::Settings(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let hostname = args.hostname.clone().unwrap_or_else(node_name);
+    let pg = Arc::new(Pg::default());
+    let jobs = wait::Jobs::new(tracker.clone());
+    let runs = wait::Runs::new(pg.clone(), Duration::from_secs(30));
+    background.push(tokio::spawn(jobs.clone().run(bg_rx.clone())));
+    background.push(tokio::spawn(runs.clone().run(bg_rx.clone())));
+    let ctx = Arc::new(Ctx {
+        kube,
+        jobs,
+        runs,
+        pg,
+        hostname: hostname.clone(),
+        pod_name: std::env::var("HOSTNAME").ok(),
+        postgres,
+        env: Box::new(crate::dagster::ProcessEnv),
+    });
+    let pool = Pool::new(
+        ctx,
+        backend,
+        publish_tx,
+        metrics.clone(),
+        PoolConfig {
+            broker_url: args.broker_url.clone(),
+            queues: args.queues.clone(),
+            prefetch: args.prefetch(),
+            concurrency: args.concurrency,
+            max_message_bytes: args.max_message_bytes,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        },
+    );
+
+    let http_listener = TcpListener::bind(args.http_listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: args.http_listen,
+            source,
+        })?;
+    let http_addr = http_listener.local_addr().map_err(|source| Error::Bind {
+        addr: args.http_listen,
+        source,
+    })?;
+    let probe = Arc::new(Probe {
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        draining: false.into(),
+        also: Some((pool.connected.subscribe(), "broker not connected")),
+    });
+    background.push(tokio::spawn(ops::serve(
+        http_listener,
+        probe.clone(),
+        bg_rx,
+    )));
+    let pool_task = tokio::spawn(pool.clone().run(pool_rx));
+    tracing::info!(%http_addr, %hostname, queues = ?args.queues, "runway worker started");
+    Ok(WorkerHandle {
+        http_addr,
+        hostname,
+        pool,
+        tracker,
+        metrics,
+        probe,
+        stop_pool,
+        stop_background,
+        pool_task,
+        background,
+    })
+}
+
+impl WorkerHandle {
+    /// Two phases: stop taking deliveries and let running steps finish
+    /// (returning the rest to the queue after the grace); then stop the
+    /// watches and the operations port.
+    pub async fn shutdown(self) {
+        tracing::info!("draining: no new deliveries, finishing running steps");
+        self.probe.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop_pool.send(true);
+        let _ = self.pool_task.await;
+        let _ = self.stop_background.send(true);
+        for t in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        tracing::info!("stopped");
+    }
+
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        self.shutdown().await;
+    }
 }

@@ -101,6 +101,12 @@ pub trait JobApi: Send + Sync + 'static {
         container: &str,
         lines: u32,
     ) -> impl Future<Output = Result<String, Error>> + Send;
+    /// The whole log of the pod's (only or first) container.
+    fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
 }
 
 /// Where the Kubernetes client's configuration comes from.
@@ -295,6 +301,19 @@ impl JobApi for KubeJobs {
                 enc(namespace),
                 enc(pod),
                 enc(container)
+            ),
+            Vec::new(),
+        )?;
+        self.run("Pod", pod, self.client.request_text(req)).await
+    }
+
+    async fn pod_log(&self, namespace: &str, pod: &str) -> Result<String, Error> {
+        let req = Self::request(
+            http::Method::GET,
+            format!(
+                "/api/v1/namespaces/{}/pods/{}/log",
+                enc(namespace),
+                enc(pod)
             ),
             Vec::new(),
         )?;

@@ -7,9 +7,11 @@ pub mod config;
 pub mod context;
 mod error;
 pub mod events;
+pub mod instance;
 pub mod launcher;
 pub mod names;
 pub mod pyfmt;
+pub mod serdes;
 pub mod step;
 pub mod tags;
 

@@ -24,6 +24,7 @@ pub mod serve;
 pub mod stop;
 pub mod telemetry;
 pub mod track;
+pub mod worker;
 
 /// The gRPC contract of `proto/runway/v1`, generated at build time.
 #[allow(

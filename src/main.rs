@@ -42,6 +42,10 @@ enum Command {
     /// Run the gRPC run launcher: launch, resume, terminate, health, debug
     /// info and live status of Dagster run workers, tracked by one watch.
     Serve(Box<runway::serve::settings::ServeArgs>),
+    /// Run a Celery worker pool for Dagster's `execute_step_k8s_job` tasks:
+    /// step Jobs created through kube, tracked by one watch, results in
+    /// Celery's own format.
+    Worker(Box<runway::worker::settings::WorkerArgs>),
     /// A command-line client of `runway serve`.
     Client(ClientArgs),
     /// Benchmarks. Numbers are printed as JSON lines.
@@ -221,9 +225,11 @@ fn main() -> ExitCode {
 /// real environment variables still win.
 fn load_config_file() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("serve") {
-        return Ok(());
-    }
+    let worker = match args.get(1).map(String::as_str) {
+        Some("serve") => false,
+        Some("worker") => true,
+        _ => return Ok(()),
+    };
     let mut path = std::env::var("RUNWAY_CONFIG").ok();
     for (i, a) in args.iter().enumerate() {
         if let Some(p) = a.strip_prefix("--config=") {
@@ -233,9 +239,13 @@ fn load_config_file() -> anyhow::Result<()> {
         }
     }
     let Some(path) = path else { return Ok(()) };
-    let env = runway::serve::settings::file_env(std::path::Path::new(&path), &|name| {
-        std::env::var_os(name).is_some()
-    })?;
+    let existing = |name: &str| std::env::var_os(name).is_some();
+    let path = std::path::Path::new(&path);
+    let env = if worker {
+        runway::worker::settings::file_env(path, &existing)?
+    } else {
+        runway::serve::settings::file_env(path, &existing)?
+    };
     for (k, v) in env {
         // Single-threaded still: no runtime has started.
         std::env::set_var(k, v);
@@ -288,6 +298,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Client(args) => {
             runtime()?.block_on(client(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let runtime = runtime()?;
+            runtime.block_on(async move {
+                let _telemetry = runway::telemetry::init(
+                    args.log_format == runway::serve::settings::LogFormat::Json,
+                    args.otlp_endpoint.as_deref(),
+                    "runway-worker",
+                )?;
+                let handle = runway::app::start_worker(&args).await?;
+                println!(
+                    "runway worker {} consuming {} (metrics, live, ready on http://{})",
+                    handle.hostname,
+                    args.queues.join(","),
+                    handle.http_addr
+                );
+                handle.run_until_signal().await;
+                anyhow::Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {

@@ -64,6 +64,17 @@ pub struct Metrics {
     pub transitions: Counter,
     pub watch_streams: Gauge<i64, AtomicI64>,
     pub watch_streams_cut: Counter,
+    /// `runway worker`: tasks by final state.
+    pub tasks: Family<StatusLabel, Counter>,
+    pub tasks_in_flight: Gauge<i64, AtomicI64>,
+    /// Deliveries refused before running (undecodable, unregistered).
+    pub tasks_rejected: Counter,
+    /// Redeliveries answered from an existing result or a running copy.
+    pub tasks_deduplicated: Counter,
+    pub broker_connects: Counter,
+    /// From the end of the wait on the step Job to the stored result.
+    pub result_latency: Histogram,
+    pub result_store_retries: Counter,
 }
 
 impl Default for Metrics {
@@ -98,6 +109,13 @@ impl Metrics {
             transitions: Counter::default(),
             watch_streams: Gauge::default(),
             watch_streams_cut: Counter::default(),
+            tasks: Family::default(),
+            tasks_in_flight: Gauge::default(),
+            tasks_rejected: Counter::default(),
+            tasks_deduplicated: Counter::default(),
+            broker_connects: Counter::default(),
+            result_latency: Histogram::new(latency_buckets()),
+            result_store_retries: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -179,6 +197,41 @@ impl Metrics {
             "watch_runs_streams_cut",
             "WatchRuns streams ended because the consumer fell behind",
             m.watch_streams_cut.clone(),
+        );
+        registry.register(
+            "worker_tasks",
+            "Celery tasks finished, by state",
+            m.tasks.clone(),
+        );
+        registry.register(
+            "worker_tasks_in_flight",
+            "Celery tasks running",
+            m.tasks_in_flight.clone(),
+        );
+        registry.register(
+            "worker_tasks_rejected",
+            "Deliveries refused before running (not decodable, not registered)",
+            m.tasks_rejected.clone(),
+        );
+        registry.register(
+            "worker_tasks_deduplicated",
+            "Redeliveries answered from a stored result or a running copy",
+            m.tasks_deduplicated.clone(),
+        );
+        registry.register(
+            "worker_broker_connects",
+            "Connections made to the broker",
+            m.broker_connects.clone(),
+        );
+        registry.register(
+            "worker_result_latency_seconds",
+            "From the step Job's end to the stored result",
+            m.result_latency.clone(),
+        );
+        registry.register(
+            "worker_result_store_retries",
+            "Result writes retried",
+            m.result_store_retries.clone(),
         );
         Metrics { registry, ..m }
     }

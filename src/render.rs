@@ -483,11 +483,14 @@ fn render_celery_run(
 
 /// A step Job, as the `execute_step_k8s_job` task builds it.
 pub fn render_step(task: &StepTask, env: &dyn Env) -> Result<Rendered, Error> {
-    let labels = vec![
+    let mut labels = vec![
         ("dagster/job".to_owned(), task.job_name.clone()),
         ("dagster/op".to_owned(), task.step_key.clone()),
         ("dagster/run-id".to_owned(), task.run_id.clone()),
     ];
+    if let Some(loc) = &task.code_location {
+        labels.push(("dagster/code-location".to_owned(), loc.clone()));
+    }
     let job = build_job(
         &JobRequest {
             job_config: &task.job_config,

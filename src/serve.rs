@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::cluster::tracker::MANAGED_BY;
+use crate::cluster::tracker::add_managed_by;
 use crate::cluster::{self, JobApi, Tracker};
 use crate::dagster::launcher::{Launcher, LauncherClass};
 use crate::dagster::names::run_job_name;
@@ -157,14 +157,6 @@ impl Launched {
                 .unwrap_or_default(),
             created,
             dropped_env_vars,
-        }
-    }
-}
-
-fn add_managed_by(job: &mut Value) {
-    for path in ["/metadata/labels", "/spec/template/metadata/labels"] {
-        if let Some(map) = job.pointer_mut(path).and_then(Value::as_object_mut) {
-            map.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
         }
     }
 }

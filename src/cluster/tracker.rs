@@ -27,6 +27,18 @@ use crate::track::{Index, Transition};
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "runway");
 
 /// The watches' label selector.
+/// Labels a Job and its pods as Runway's, so the watches select them.
+pub fn add_managed_by(job: &mut serde_json::Value) {
+    for path in ["/metadata/labels", "/spec/template/metadata/labels"] {
+        if let Some(map) = job
+            .pointer_mut(path)
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            map.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+        }
+    }
+}
+
 pub fn selector() -> String {
     format!(
         "app.kubernetes.io/part-of=dagster,{}={}",

@@ -17,6 +17,9 @@ pub struct StepTask {
     pub step_key: String,
     /// `pipeline_origin.pipeline_name` (the run record's job name in Dagster).
     pub job_name: String,
+    /// The run's code location (`dagster/code-location`), known from the run
+    /// record only (errata 6).
+    pub code_location: Option<String>,
     pub k8s_job_name: String,
     pub namespace: String,
     pub job_config: JobConfig,
@@ -151,6 +154,7 @@ impl StepTask {
             run_id,
             step_key,
             job_name,
+            code_location: None,
             k8s_job_name,
             namespace: get("job_namespace")
                 .and_then(Value::as_str)

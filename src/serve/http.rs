@@ -23,6 +23,8 @@ pub struct Probe {
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<Metrics>,
     pub draining: AtomicBool,
+    /// A further condition of readiness (the worker's broker connection).
+    pub also: Option<(watch::Receiver<bool>, &'static str)>,
 }
 
 fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -48,6 +50,12 @@ fn route(probe: &Probe, path: &str) -> Response<Full<Bytes>> {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
                     "draining\n".into(),
+                )
+            } else if let Some((_, what)) = probe.also.as_ref().filter(|(rx, _)| !*rx.borrow()) {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{what}\n"),
                 )
             } else if probe.tracker.is_synced() {
                 reply(StatusCode::OK, "text/plain", "ok\n".into())

@@ -37,18 +37,9 @@ pub enum HealthModeArg {
     DagsterCompat,
 }
 
-/// `runway serve` flags. Each also reads `RUNWAY_<NAME>` and the config file.
+/// The Kubernetes client settings `runway serve` and `runway worker` share.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// YAML file with any of these settings, keyed by flag name.
-    #[arg(long, env = "RUNWAY_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// gRPC address.
-    #[arg(long, env = "RUNWAY_LISTEN", default_value = "0.0.0.0:50051")]
-    pub listen: SocketAddr,
-    /// HTTP address of /metrics, /live and /ready.
-    #[arg(long, env = "RUNWAY_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
-    pub http_listen: SocketAddr,
+pub struct KubeArgs {
     /// Kubeconfig file; without it: KUBECONFIG, ~/.kube/config, then the in-cluster service account.
     #[arg(long, env = "RUNWAY_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -86,6 +77,37 @@ pub struct ServeArgs {
     /// Timeout of one Kubernetes call, retries included, in seconds.
     #[arg(long, env = "RUNWAY_KUBE_TIMEOUT_SECS", default_value_t = 30)]
     pub kube_timeout_secs: u64,
+}
+
+impl KubeArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.namespaces.is_empty() || self.namespaces.iter().any(|n| n.trim().is_empty()) {
+            return Err("--namespace: give at least one non-empty namespace".into());
+        }
+        if !(self.kube_qps >= 0.0 && self.kube_qps.is_finite()) {
+            return Err("--kube-qps: give a rate >= 0 (0 lifts the limit)".into());
+        }
+        if self.kube_attempts == 0 {
+            return Err("--kube-attempts: give at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// `runway serve` flags. Each also reads `RUNWAY_<NAME>` and the config file.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// YAML file with any of these settings, keyed by flag name.
+    #[arg(long, env = "RUNWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// gRPC address.
+    #[arg(long, env = "RUNWAY_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+    /// HTTP address of /metrics, /live and /ready.
+    #[arg(long, env = "RUNWAY_HTTP_LISTEN", default_value = "0.0.0.0:9090")]
+    pub http_listen: SocketAddr,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// How health is judged.
     #[arg(long, env = "RUNWAY_HEALTH_MODE", value_enum, default_value_t = HealthModeArg::Diagnose)]
     pub health_mode: HealthModeArg,
@@ -118,8 +140,7 @@ pub struct ServeArgs {
 }
 
 /// Env var name of every flag that has one, by flag name.
-fn flag_envs() -> Vec<(String, String)> {
-    let cmd = <ServeArgsParser as CommandFactory>::command();
+fn flag_envs(cmd: &clap::Command) -> Vec<(String, String)> {
     cmd.get_arguments()
         .filter_map(|a| {
             let long = a.get_long()?.to_owned();
@@ -150,6 +171,19 @@ pub fn file_env(
     path: &std::path::Path,
     existing: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<(String, String)>, Error> {
+    file_env_for(
+        &<ServeArgsParser as CommandFactory>::command(),
+        path,
+        existing,
+    )
+}
+
+/// [`file_env`] for the flags of `cmd`.
+pub fn file_env_for(
+    cmd: &clap::Command,
+    path: &std::path::Path,
+    existing: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, Error> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: shown.clone(),
@@ -170,7 +204,7 @@ pub fn file_env(
             ))
         }
     };
-    let envs = flag_envs();
+    let envs = flag_envs(cmd);
     let mut out = Vec::new();
     for (k, v) in map {
         let key = k

@@ -1,0 +1,569 @@
+//! `runway worker`: a Celery-protocol-v2 worker pool for
+//! `execute_step_k8s_job`. Deliveries are acknowledged only once their
+//! result is stored (acks late); a redelivered task that is running here, or
+//! whose result already exists, is answered without running twice; step Jobs
+//! are created under deterministic names, so a takeover reuses the Job.
+
+pub mod amqp;
+pub mod backend;
+pub mod pg;
+pub mod settings;
+pub mod task;
+pub mod wait;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt as _};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::Acker;
+use lapin::{Connection, ConnectionProperties};
+use tokio::sync::{watch, Semaphore};
+
+use crate::celery::message::{claimed_id, decode, DecodeError, Properties};
+use crate::celery::result::{date_done, result_meta, Outcome, ResultState, TaskError};
+use crate::celery::topology::{queue_spec, revoked_ids};
+use crate::cluster::JobApi;
+use crate::metrics::{Metrics, StatusLabel};
+use backend::Backend;
+use task::{Ctx, Finish};
+use wait::Revocations;
+
+/// The one task this worker runs.
+pub const TASK: &str = "execute_step_k8s_job";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pool's fixed settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub broker_url: String,
+    pub queues: Vec<String>,
+    pub prefetch: u16,
+    pub concurrency: usize,
+    pub max_message_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// The worker pool.
+#[derive(Debug)]
+pub struct Pool<K> {
+    pub ctx: Arc<Ctx<K>>,
+    pub backend: Backend,
+    pub revocations: Arc<Revocations>,
+    pub metrics: Arc<Metrics>,
+    pub config: PoolConfig,
+    /// Where `rpc://` replies go out (the current confirm-mode channel).
+    pub publish_tx: watch::Sender<Option<lapin::Channel>>,
+    permits: Arc<Semaphore>,
+    /// Running task ids, with the deliveries to acknowledge when they end
+    /// (more than one after a redelivery).
+    inflight: Mutex<HashMap<String, Vec<Acker>>>,
+    /// Recently finished task ids (redeliveries of them are acknowledged).
+    done: Mutex<(HashSet<String>, VecDeque<String>)>,
+    /// Broker connection up (for /ready).
+    pub connected: watch::Sender<bool>,
+}
+
+const DONE_MAX: usize = 100_000;
+
+impl<K: JobApi> Pool<K> {
+    pub fn new(
+        ctx: Arc<Ctx<K>>,
+        backend: Backend,
+        publish_tx: watch::Sender<Option<lapin::Channel>>,
+        metrics: Arc<Metrics>,
+        config: PoolConfig,
+    ) -> Arc<Pool<K>> {
+        Arc::new(Pool {
+            ctx,
+            backend,
+            revocations: Arc::default(),
+            metrics,
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config,
+            publish_tx,
+            inflight: Mutex::default(),
+            done: Mutex::default(),
+            connected: watch::Sender::new(false),
+        })
+    }
+
+    /// Consumes until `stop` turns true, reconnecting with backoff; then
+    /// drains: no new deliveries, running steps get the grace period, and
+    /// what is still running is returned to the queue.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(200);
+        let mut tasks = tokio::task::JoinSet::new();
+        'connect: loop {
+            if *stop.borrow() {
+                break;
+            }
+            let session = match self.connect().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, broker = %redact(&self.config.broker_url), "broker connection failed; retrying");
+                    tokio::select! {
+                        _ = crate::stop::stopped(&mut stop) => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            self.metrics.broker_connects.inc();
+            self.connected.send_replace(true);
+            tracing::info!(queues = ?self.config.queues, "consuming");
+            let Session {
+                conn,
+                consume,
+                consumers,
+                pidbox,
+            } = session;
+            let tags: Vec<String> = consumers.iter().map(|c| c.tag().to_string()).collect();
+            let mut deliveries = stream::select_all(consumers);
+            let mut pidbox = pidbox;
+            loop {
+                tokio::select! {
+                    _ = crate::stop::stopped(&mut stop) => {
+                        for t in &tags {
+                            let _ = consume.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
+                        }
+                        self.drain(&mut tasks).await;
+                        let _ = conn.close(200, "worker stopped".into()).await;
+                        break 'connect;
+                    }
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                        if let Err(e) = done {
+                            tracing::error!(error = %e, "task panicked");
+                        }
+                    }
+                    msg = pidbox.next() => match msg {
+                        Some(Ok(d)) => {
+                            if let Some(ids) = revoked_ids(&d.data) {
+                                for id in ids {
+                                    tracing::info!(task_id = %id, "revoked");
+                                    self.revocations.revoke(&id);
+                                }
+                            }
+                        }
+                        _ => break,
+                    },
+                    d = deliveries.next() => match d {
+                        Some(Ok(d)) => {
+                            let this = self.clone();
+                            tasks.spawn(async move { this.handle(d).await });
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "consumer failed; reconnecting");
+                            break;
+                        }
+                        None => break,
+                    },
+                }
+            }
+            self.connected.send_replace(false);
+            self.publish_tx.send_replace(None);
+            let _ = conn.close(320, "reconnecting".into()).await;
+        }
+        self.connected.send_replace(false);
+        // Whatever is still running after the grace period ends with the
+        // process; its deliveries return to the queue with the connection.
+        tasks.abort_all();
+    }
+
+    async fn drain(&self, tasks: &mut tokio::task::JoinSet<()>) {
+        let deadline = tokio::time::sleep(self.config.shutdown_grace);
+        tokio::pin!(deadline);
+        while !tasks.is_empty() {
+            tokio::select! {
+                _ = &mut deadline => {
+                    tracing::warn!(running = tasks.len(), "grace period over; returning running tasks to the queue");
+                    let ackers: Vec<Acker> = lock(&self.inflight).drain().flat_map(|(_, a)| a).collect();
+                    for a in ackers {
+                        let _ = a.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                    }
+                    tasks.abort_all();
+                    return;
+                }
+                _ = tasks.join_next() => {}
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Session, lapin::Error> {
+        let conn = Connection::connect(
+            &self.config.broker_url,
+            ConnectionProperties::default().with_connection_name("runway-worker".into()),
+        )
+        .await?;
+        let consume = conn.create_channel().await?;
+        consume
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await?;
+        let publish = conn.create_channel().await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let mut consumers = Vec::new();
+        for q in &self.config.queues {
+            amqp::declare(&consume, &queue_spec(q)).await?;
+            consumers.push(
+                consume
+                    .basic_consume(
+                        q.as_str().into(),
+                        format!("{}-{q}", self.ctx.hostname).into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?,
+            );
+        }
+        // Broadcast control messages (revoke) reach every worker through
+        // its own exclusive queue on `celery.pidbox`.
+        let control = conn.create_channel().await?;
+        amqp::declare_pidbox(&control).await?;
+        let q = control
+            .queue_declare(
+                format!("{}.runway.pidbox", self.ctx.hostname).into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        control
+            .queue_bind(
+                q.name().clone(),
+                amqp::PIDBOX.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let pidbox = control
+            .basic_consume(
+                q.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        self.publish_tx.send_replace(Some(publish));
+        Ok(Session {
+            conn,
+            consume,
+            consumers,
+            pidbox,
+        })
+    }
+
+    /// One delivery, from decode to acknowledgement.
+    async fn handle(self: Arc<Self>, d: Delivery) {
+        let headers = d
+            .properties
+            .headers()
+            .as_ref()
+            .map(amqp::headers_to_json)
+            .unwrap_or_default();
+        let props = Properties {
+            content_type: d.properties.content_type().as_ref().map(|s| s.as_str()),
+            content_encoding: d.properties.content_encoding().as_ref().map(|s| s.as_str()),
+            correlation_id: d.properties.correlation_id().as_ref().map(|s| s.as_str()),
+            reply_to: d.properties.reply_to().as_ref().map(|s| s.as_str()),
+            priority: *d.properties.priority(),
+        };
+        let msg = match decode(&props, &headers, &d.data, self.config.max_message_bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.tasks_rejected.inc();
+                let id = claimed_id(&headers, props.correlation_id);
+                tracing::warn!(task_id = ?id, error = %e, "refused a delivery");
+                match id {
+                    Some(id) => {
+                        let err = refusal(&e);
+                        self.finish(
+                            &id,
+                            props.reply_to,
+                            vec![d.acker],
+                            &Finish::Error {
+                                exc_type: err.exc_type,
+                                exc_module: err.exc_module,
+                                message: err.exc_message.join(" "),
+                            },
+                            None,
+                        )
+                        .await;
+                    }
+                    // Nothing to answer: dropped, never requeued into a crash loop.
+                    None => {
+                        let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+                    }
+                }
+                return;
+            }
+        };
+        if msg.task != TASK {
+            self.metrics.tasks_rejected.inc();
+            tracing::warn!(task = %msg.task, task_id = %msg.id, "unregistered task");
+            let f = Finish::Error {
+                exc_type: "NotRegistered".into(),
+                exc_module: "celery.exceptions".into(),
+                message: format!("'{}'", msg.task),
+            };
+            self.finish(&msg.id, msg.reply_to.as_deref(), vec![d.acker], &f, None)
+                .await;
+            return;
+        }
+        // A redelivery of a task running here joins it.
+        {
+            let mut inflight = lock(&self.inflight);
+            if let Some(ackers) = inflight.get_mut(&msg.id) {
+                self.metrics.tasks_deduplicated.inc();
+                ackers.push(d.acker);
+                return;
+            }
+            inflight.insert(msg.id.clone(), Vec::new());
+        }
+        let already = lock(&self.done).0.contains(&msg.id)
+            || self.backend.exists(&msg.id).await.unwrap_or(false);
+        if already {
+            self.metrics.tasks_deduplicated.inc();
+            let mut ackers = lock(&self.inflight).remove(&msg.id).unwrap_or_default();
+            ackers.push(d.acker);
+            for a in ackers {
+                let _ = a.ack(BasicAckOptions::default()).await;
+            }
+            return;
+        }
+        if let Some(a) = lock(&self.inflight).get_mut(&msg.id) {
+            a.push(d.acker);
+        }
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        self.metrics.tasks_in_flight.inc();
+        let revoke = self.revocations.running(&msg.id);
+        let span = tracing::info_span!("task", task_id = %msg.id);
+        let finish = {
+            let _g = span.enter();
+            tracing::info!("received");
+            drop(_g);
+            task::execute(&self.ctx, &msg.kwargs, revoke).await
+        };
+        self.metrics.tasks_in_flight.dec();
+        let ended = Instant::now();
+        let ackers = lock(&self.inflight).remove(&msg.id).unwrap_or_default();
+        self.finish(
+            &msg.id,
+            msg.reply_to.as_deref(),
+            ackers,
+            &finish,
+            Some(ended),
+        )
+        .await;
+    }
+
+    /// Stores the result (retrying until it is stored), then acknowledges.
+    /// A result that cannot be stored sends the delivery back to the queue.
+    async fn finish(
+        &self,
+        id: &str,
+        reply_to: Option<&str>,
+        ackers: Vec<Acker>,
+        finish: &Finish,
+        ended: Option<Instant>,
+    ) {
+        let (state, meta) = meta(id, finish);
+        let mut delay = Duration::from_millis(100);
+        let mut stored = false;
+        for attempt in 0..12 {
+            match self.backend.store(id, &meta, reply_to).await {
+                Ok(()) => {
+                    stored = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %id, attempt, error = %e, "storing the result failed; retrying");
+                    self.metrics.result_store_retries.inc();
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        if let Some(t) = ended {
+            self.metrics
+                .result_latency
+                .observe(t.elapsed().as_secs_f64());
+        }
+        if !stored {
+            tracing::error!(task_id = %id, "the result could not be stored; returning the task to the queue");
+            for a in ackers {
+                let _ = a
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+            return;
+        }
+        {
+            let mut done = lock(&self.done);
+            if done.0.insert(id.to_owned()) {
+                done.1.push_back(id.to_owned());
+                if done.1.len() > DONE_MAX {
+                    if let Some(old) = done.1.pop_front() {
+                        done.0.remove(&old);
+                    }
+                }
+            }
+        }
+        self.metrics
+            .tasks
+            .get_or_create(&StatusLabel {
+                status: state.as_str(),
+            })
+            .inc();
+        tracing::info!(task_id = %id, state = state.as_str(), "task finished");
+        for a in ackers {
+            // A delivery of a dead channel is redelivered; the stored result answers it.
+            if let Err(e) = a.ack(BasicAckOptions::default()).await {
+                tracing::warn!(task_id = %id, error = %e, "ack failed; the redelivery will find the result");
+            }
+        }
+    }
+}
+
+struct Session {
+    conn: Connection,
+    consume: lapin::Channel,
+    consumers: Vec<lapin::Consumer>,
+    pidbox: lapin::Consumer,
+}
+
+/// The meta JSON of a finished task.
+pub fn meta(id: &str, finish: &Finish) -> (ResultState, String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default();
+    let date = date_done(now);
+    match finish {
+        Finish::Events(events) => {
+            let v = serde_json::Value::Array(
+                events
+                    .iter()
+                    .cloned()
+                    .map(serde_json::Value::String)
+                    .collect(),
+            );
+            (
+                ResultState::Success,
+                result_meta(id, ResultState::Success, &Outcome::Value(&v), None, &date),
+            )
+        }
+        Finish::Error {
+            exc_type,
+            exc_module,
+            message,
+        } => {
+            let err = TaskError {
+                exc_type: exc_type.clone(),
+                exc_message: vec![message.clone()],
+                exc_module: exc_module.clone(),
+            };
+            let tb = format!("Traceback (most recent call last):\n  runway worker\n{exc_module}.{exc_type}: {message}\n");
+            (
+                ResultState::Failure,
+                result_meta(
+                    id,
+                    ResultState::Failure,
+                    &Outcome::Error(&err),
+                    Some(&tb),
+                    &date,
+                ),
+            )
+        }
+        Finish::Revoked => (
+            ResultState::Revoked,
+            result_meta(
+                id,
+                ResultState::Revoked,
+                &Outcome::Error(&TaskError::revoked()),
+                None,
+                &date,
+            ),
+        ),
+    }
+}
+
+/// The exception a refused delivery's FAILURE carries: kombu's own for a
+/// refused content type, ValueError for the rest.
+fn refusal(e: &DecodeError) -> TaskError {
+    let (exc_type, exc_module) = match e {
+        DecodeError::ContentType { .. } => ("ContentDisallowed", "kombu.exceptions"),
+        _ => ("ValueError", "builtins"),
+    };
+    TaskError {
+        exc_type: exc_type.into(),
+        exc_message: vec![e.to_string()],
+        exc_module: exc_module.into(),
+    }
+}
+
+/// A URL with its password hidden, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact("amqp://guest:secret@rabbit:5672//"),
+            "amqp://guest:***@rabbit:5672//"
+        );
+        assert_eq!(redact("redis://r:6379/0"), "redis://r:6379/0");
+    }
+
+    #[test]
+    fn refused_content_types_raise_kombus_error() {
+        let e = refusal(&DecodeError::ContentType {
+            content_type: "application/x-python-serialize".into(),
+        });
+        assert_eq!(
+            (e.exc_type.as_str(), e.exc_module.as_str()),
+            ("ContentDisallowed", "kombu.exceptions")
+        );
+        let (state, m) = meta("t1", &Finish::Revoked);
+        assert_eq!(state, ResultState::Revoked);
+        assert!(m.starts_with(r#"{"status": "REVOKED", "result": {"exc_type": "TaskRevokedError""#));
+    }
+}

@@ -1,0 +1,161 @@
+//! Result backends, byte-compatible with Celery 5.7: Redis
+//! (`SETEX celery-task-meta-<id>` then `PUBLISH`, in one MULTI) and `rpc://`
+//! (a reply to the task's `reply_to` queue, correlated by task id).
+
+use std::time::Duration;
+
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::amqp::{publish_confirmed, PublishError};
+use crate::celery::result::redis_key;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("result backend URL {url:?}: {message}")]
+    Url { url: String, message: String },
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("rpc:// reply: {0}")]
+    Publish(#[from] PublishError),
+    #[error("rpc:// reply: the broker is not connected")]
+    NoChannel,
+    #[error("task {0} has no reply_to: an rpc:// result cannot be delivered")]
+    NoReplyTo(String),
+}
+
+/// Where results go.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Redis(RedisBackend),
+    /// Replies go out on the worker's current publishing channel.
+    Rpc(watch::Receiver<Option<lapin::Channel>>),
+}
+
+/// Parses `--result-backend`.
+pub fn parse(url: &str) -> Result<BackendUrl, Error> {
+    let bad = |m: &str| Error::Url {
+        url: url.to_owned(),
+        message: m.to_owned(),
+    };
+    if url.starts_with("rpc://") {
+        return Ok(BackendUrl::Rpc);
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") {
+        let client = redis::Client::open(url).map_err(|e| bad(&e.to_string()))?;
+        return Ok(BackendUrl::Redis(client));
+    }
+    Err(bad(
+        "expected redis://host:port/db or rpc:// (the backends dagster-celery-k8s uses)",
+    ))
+}
+
+#[derive(Debug, Clone)]
+pub enum BackendUrl {
+    Redis(redis::Client),
+    Rpc,
+}
+
+/// The Redis result store. One multiplexed connection, reopened when it breaks.
+#[derive(Debug, Clone)]
+pub struct RedisBackend {
+    client: redis::Client,
+    conn: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
+    pub expires: Duration,
+}
+
+impl RedisBackend {
+    pub fn new(client: redis::Client, expires: Duration) -> RedisBackend {
+        RedisBackend {
+            client,
+            conn: Default::default(),
+            expires,
+        }
+    }
+
+    async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self.client.get_multiplexed_async_connection().await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    /// The stored meta of a task, if any.
+    pub async fn get(&self, task_id: &str) -> Result<Option<String>, Error> {
+        let mut c = self.conn().await?;
+        let r: Result<Option<String>, _> = redis::cmd("GET")
+            .arg(redis_key(task_id))
+            .query_async(&mut c)
+            .await;
+        if r.is_err() {
+            self.forget().await;
+        }
+        Ok(r?)
+    }
+
+    async fn set(&self, task_id: &str, meta: &str) -> Result<(), Error> {
+        let key = redis_key(task_id);
+        let mut c = self.conn().await?;
+        let r: Result<(), _> = redis::pipe()
+            .atomic()
+            .cmd("SETEX")
+            .arg(&key)
+            .arg(self.expires.as_secs().max(1))
+            .arg(meta)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&key)
+            .arg(meta)
+            .ignore()
+            .query_async(&mut c)
+            .await;
+        if r.is_err() {
+            self.forget().await;
+        }
+        Ok(r?)
+    }
+}
+
+impl Backend {
+    /// Whether a result is already stored (a redelivered task that was done).
+    /// `rpc://` cannot tell: replies are consumed by their caller.
+    pub async fn exists(&self, task_id: &str) -> Result<bool, Error> {
+        match self {
+            Backend::Redis(r) => Ok(r.get(task_id).await?.is_some()),
+            Backend::Rpc(_) => Ok(false),
+        }
+    }
+
+    /// Stores once. Callers retry: both writes are idempotent by task id.
+    pub async fn store(
+        &self,
+        task_id: &str,
+        meta: &str,
+        reply_to: Option<&str>,
+    ) -> Result<(), Error> {
+        match self {
+            Backend::Redis(r) => r.set(task_id, meta).await,
+            Backend::Rpc(ch) => {
+                let reply_to = reply_to.ok_or_else(|| Error::NoReplyTo(task_id.to_owned()))?;
+                let ch = ch.borrow().clone().ok_or(Error::NoChannel)?;
+                let props = BasicProperties::default()
+                    .with_correlation_id(task_id.into())
+                    .with_content_type("application/json".into())
+                    .with_content_encoding("utf-8".into())
+                    .with_delivery_mode(1)
+                    .with_headers(FieldTable::default());
+                publish_confirmed(&ch, "", reply_to, meta.as_bytes(), props).await?;
+                Ok(())
+            }
+        }
+    }
+}
