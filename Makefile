@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PY := .venv/bin/python
 
-.PHONY: test demo bootstrap fmt clippy rust-test parity python-test bench fixtures fields
+.PHONY: test demo bootstrap fmt clippy rust-test parity python-test chart bench fixtures fields
 
 test: bootstrap fmt clippy rust-test python-test
 
@@ -30,6 +30,11 @@ python-test:
 
 parity:
 	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/parity
+
+# The Helm chart alone (also part of python-test): real Helm engine, strict lint,
+# Kubernetes 1.36 schemas, and the rendered pods run as real processes.
+chart:
+	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python/test_chart.py
 
 # Speed of rendering, side by side with the Python path in the same run.
 bench:

@@ -48,10 +48,6 @@ pub struct WorkerArgs {
     /// Send Celery's worker and task events (`celeryev`), which Flower shows.
     #[arg(long, env = "RUNWAY_TASK_EVENTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub task_events: bool,
-    /// Seconds a delivery may stay unacknowledged before the worker hands its
-    /// step over to a parked copy (stay below RabbitMQ's consumer_timeout, 30 min by default).
-    #[arg(long, env = "RUNWAY_ACK_DEADLINE_SECS", default_value_t = 1500)]
-    pub ack_deadline_secs: u64,
     /// Largest task body accepted, in bytes.
     #[arg(long, env = "RUNWAY_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
@@ -108,9 +104,6 @@ impl WorkerArgs {
         }
         if self.prefetch == Some(0) {
             return Err("--prefetch: give at least 1 (0 would mean unbounded)".into());
-        }
-        if self.ack_deadline_secs < 2 {
-            return Err("--ack-deadline-secs: give at least 2".into());
         }
         Ok(())
     }
