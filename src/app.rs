@@ -53,6 +53,14 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
     })
 }
 
+/// Listens on `addr` (port 0 picks one) and says which address it got.
+async fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, std::net::SocketAddr), Error> {
+    let err = |source| Error::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
 /// A running `runway serve`.
 #[derive(Debug)]
 pub struct ServeHandle {
@@ -144,26 +152,8 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
         None => None,
     };
 
-    let grpc_listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    let grpc_addr = grpc_listener.local_addr().map_err(|source| Error::Bind {
-        addr: args.listen,
-        source,
-    })?;
-    let http_listener = TcpListener::bind(args.http_listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: args.http_listen,
-            source,
-        })?;
-    let http_addr = http_listener.local_addr().map_err(|source| Error::Bind {
-        addr: args.http_listen,
-        source,
-    })?;
+    let (grpc_listener, grpc_addr) = bind(args.listen).await?;
+    let (http_listener, http_addr) = bind(args.http_listen).await?;
 
     let probe = Arc::new(Probe {
         tracker: tracker.clone(),
@@ -399,16 +389,7 @@ pub async fn start_worker(
         },
     );
 
-    let http_listener = TcpListener::bind(args.http_listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: args.http_listen,
-            source,
-        })?;
-    let http_addr = http_listener.local_addr().map_err(|source| Error::Bind {
-        addr: args.http_listen,
-        source,
-    })?;
+    let (http_listener, http_addr) = bind(args.http_listen).await?;
     let probe = Arc::new(Probe {
         tracker: tracker.clone(),
         metrics: metrics.clone(),

@@ -16,8 +16,6 @@ import re
 import socket
 import subprocess
 import sys
-import shutil
-import tempfile
 import uuid
 
 import pytest
@@ -27,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import chart_helm as ch  # noqa: E402
 import chart_pod  # noqa: E402
+from devcluster import dev_cluster as start_dev_cluster  # noqa: E402
 
 RUNWAY_BIN = os.environ.get("RUNWAY_BIN", os.path.join(ch.ROOT, "target", "debug", "runway"))
 if not os.path.isabs(RUNWAY_BIN):
@@ -708,27 +707,13 @@ def _self_signed() -> tuple[str, str]:
 def dev_cluster():
     """`runway dev-cluster` on a free loopback port, with the seed's namespace."""
     assert os.path.exists(RUNWAY_BIN), f"{RUNWAY_BIN} not built (cargo build --bin runway)"
-    tmp = tempfile.mkdtemp(prefix="runway-chart-dc-")
-    path = os.path.join(tmp, "kubeconfig")
-    proc = subprocess.Popen([RUNWAY_BIN, "dev-cluster", "--listen", "127.0.0.1:0", "--kubeconfig", path],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in line, line
+    with start_dev_cluster() as path:
         from kubernetes import client, config
         api = config.new_client_from_config(config_file=path)
         for ns in (ch.NAMESPACE,):
             client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
         api.close()
         yield path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 
 import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+
+from devcluster import dev_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNWAY_BIN = os.environ.get("RUNWAY_BIN", os.path.join(ROOT, "target", "debug", "runway"))
@@ -31,26 +32,8 @@ def kubeconfig():
     if real:
         yield real
         return
-    tmp = tempfile.mkdtemp(prefix="runway-dc-")
-    path = os.path.join(tmp, "kubeconfig")
-    proc = subprocess.Popen(
-        [RUNWAY_BIN, "dev-cluster", "--listen", "127.0.0.1:0", "--kubeconfig", path,
-         "--images", "*,!*.invalid/*"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in line, line
+    with dev_cluster("--images", "*,!*.invalid/*") as path:
         yield path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    assert proc.returncode == 0, f"dev-cluster exited {proc.returncode} on SIGTERM"
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ import psycopg2
 import pytest
 from kubernetes import client, config
 
+from devcluster import RUNWAY_BIN, dev_cluster
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNWAY_BIN = os.environ.get("RUNWAY_BIN", os.path.join(ROOT, "target", "debug", "runway"))
 FAKE_STEP = os.path.join(ROOT, "tests", "python", "steps", "fake_step.py")
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 BACKEND = "redis://127.0.0.1:6379/0"
@@ -45,16 +46,7 @@ def _wait_http(url: str, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="module")
 def cluster():
-    tmp = tempfile.mkdtemp(prefix="runway-wk-")
-    path = os.path.join(tmp, "kubeconfig")
-    proc = subprocess.Popen(
-        [RUNWAY_BIN, "dev-cluster", "--listen", "127.0.0.1:0", "--kubeconfig", path,
-         "--images", "*,!*.invalid/*"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in line, line
+    with dev_cluster("--images", "*,!*.invalid/*") as path:
         api = config.new_client_from_config(config_file=path)
         core = client.CoreV1Api(api)
         core.create_namespaced_config_map(NS, {"metadata": {"name": "dagster-instance"},
@@ -63,10 +55,6 @@ def cluster():
                                            "stringData": {"postgresql-password": "unused"}})
         yield path, api
         api.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +166,17 @@ def submit(celery_task, instance, queue, kubeconfig, step="my_op", behaviour="su
     return run, result
 
 
+def run_jobs(api, run_id, present, timeout=30.0):
+    """The run's Jobs, once there are some (`present`) or none, or at the timeout."""
+    batch = client.BatchV1Api(api)
+    deadline = time.time() + timeout
+    while True:
+        jobs = batch.list_namespaced_job(NS, label_selector=f"dagster/run-id={run_id}").items
+        if bool(jobs) == present or time.time() > deadline:
+            return jobs
+        time.sleep(0.1)
+
+
 def events_of(serialized):
     from dagster._core.events import DagsterEvent
     from dagster._serdes import deserialize_value
@@ -249,37 +248,19 @@ def test_unpullable_image_fails_within_seconds(cluster, instance, queue, worker,
         "ImagePullBackOff" in failure.event_specific_data.error.message
     assert elapsed < 30, elapsed
     # The retrying Job is removed once the failure is recorded.
-    name = events[0].event_specific_data.metadata["Kubernetes Job name"].value
-    deadline = time.time() + 10
-    batch = client.BatchV1Api(api)
-    while time.time() < deadline:
-        jobs = batch.list_namespaced_job(NS, field_selector=f"metadata.name={name}").items
-        if not jobs:
-            break
-        time.sleep(0.2)
-    assert not jobs
+    assert not run_jobs(api, run.run_id, present=False, timeout=10)
 
 
 def test_run_canceled_deletes_the_step_job(cluster, instance, queue, worker, celery_task):
     kubeconfig, api = cluster
     run, result = submit(celery_task, instance, queue, kubeconfig, step="long_op",
                          behaviour="sleep")
-    batch = client.BatchV1Api(api)
-    deadline = time.time() + 30
-    jobs = []
-    while time.time() < deadline and not jobs:
-        jobs = batch.list_namespaced_job(NS, label_selector=f"dagster/run-id={run.run_id}").items
-        time.sleep(0.1)
-    assert jobs, "the step Job was never created"
+    assert run_jobs(api, run.run_id, present=True), "the step Job was never created"
     instance.report_run_canceling(run)
     assert result.get(timeout=30) == []
     assert any("Terminating Kubernetes Job because dagster run status is not STARTED" in m
                for m in engine_messages(instance, run.run_id))
-    deadline = time.time() + 10
-    while time.time() < deadline and jobs:
-        jobs = batch.list_namespaced_job(NS, label_selector=f"dagster/run-id={run.run_id}").items
-        time.sleep(0.1)
-    assert not jobs
+    assert not run_jobs(api, run.run_id, present=False)
 
 
 def test_revoke_deletes_the_job_and_stores_revoked(cluster, instance, queue, worker, celery_task):
@@ -288,22 +269,12 @@ def test_revoke_deletes_the_job_and_stores_revoked(cluster, instance, queue, wor
     kubeconfig, api = cluster
     run, result = submit(celery_task, instance, queue, kubeconfig, step="revoked_op",
                          behaviour="sleep")
-    batch = client.BatchV1Api(api)
-    deadline = time.time() + 30
-    jobs = []
-    while time.time() < deadline and not jobs:
-        jobs = batch.list_namespaced_job(NS, label_selector=f"dagster/run-id={run.run_id}").items
-        time.sleep(0.1)
-    assert jobs
+    assert run_jobs(api, run.run_id, present=True)
     result.revoke()
     with pytest.raises(TaskRevokedError):
         result.get(timeout=30)
     assert result.state == "REVOKED"
-    deadline = time.time() + 10
-    while time.time() < deadline and jobs:
-        jobs = batch.list_namespaced_job(NS, label_selector=f"dagster/run-id={run.run_id}").items
-        time.sleep(0.1)
-    assert not jobs
+    assert not run_jobs(api, run.run_id, present=False)
 
 
 def test_refused_messages_get_a_failure_and_the_queue_keeps_flowing(
