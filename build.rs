@@ -6,6 +6,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("runway_descriptor.bin"))
-        .compile_protos(&["proto/runway/v1/launcher.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/runway/v1/launcher.proto",
+                "proto/runway/v1/steps.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

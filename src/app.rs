@@ -53,6 +53,49 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
     })
 }
 
+/// The StepExecutor service, with its publisher and result watcher when
+/// the broker and backend are configured.
+fn steps_service(
+    args: &ServeArgs,
+    stop_streams: watch::Receiver<bool>,
+    stop_background: watch::Receiver<bool>,
+    background: &mut Vec<JoinHandle<()>>,
+) -> Result<crate::serve::steps::Steps, Error> {
+    use crate::worker::{backend, publish, results};
+    let publisher = args
+        .broker_url
+        .as_deref()
+        .map(|u| Arc::new(publish::Publisher::new(u)));
+    let results = match args.result_backend.as_deref() {
+        None => None,
+        Some(url) => match backend::parse(url)
+            .map_err(|e| Error::Settings(format!("--result-backend: {e}")))?
+        {
+            backend::BackendUrl::Redis(c) => {
+                let r = results::Results::new(c);
+                background.push(tokio::spawn(r.clone().run(stop_background)));
+                Some(r)
+            }
+            backend::BackendUrl::Rpc => {
+                return Err(Error::Settings(
+                    "--result-backend: WatchStep reads results from Redis; rpc:// results go \
+                     only to the publishing process (give redis://host:port/db)"
+                        .into(),
+                ))
+            }
+        },
+    };
+    let host = node_name();
+    let host = host.split_once('@').map_or(host.as_str(), |(_, h)| h);
+    Ok(crate::serve::steps::Steps {
+        publisher,
+        results,
+        origin: format!("gen{}@{host}", std::process::id()),
+        reply_to: publish::uuid4(),
+        stop: stop_streams,
+    })
+}
+
 /// Listens on `addr` (port 0 picks one) and says which address it got.
 async fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, std::net::SocketAddr), Error> {
     let err = |source| Error::Bind { addr, source };
@@ -213,12 +256,21 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
     let service = tonic::service::interceptor::InterceptedService::new(
         proto::run_launcher_server::RunLauncherServer::new(Grpc::new(launch, accept_rx.clone()))
             .max_decoding_message_size(16 * 1024 * 1024),
+        TokenCheck {
+            token: token.clone(),
+        },
+    );
+    let steps = steps_service(args, accept_rx.clone(), watch_rx.clone(), &mut background)?;
+    let steps = tonic::service::interceptor::InterceptedService::new(
+        proto::step_executor_server::StepExecutorServer::new(steps)
+            .max_decoding_message_size(16 * 1024 * 1024),
         TokenCheck { token },
     );
     let router = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(service);
+        .add_service(service)
+        .add_service(steps);
     let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let mut accept_signal = accept_rx;
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {

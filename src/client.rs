@@ -10,6 +10,7 @@ use thiserror::Error;
 use tonic::transport::Channel;
 
 use crate::proto::run_launcher_client::RunLauncherClient;
+use crate::proto::step_executor_client::StepExecutorClient;
 use crate::proto::{self, WorkerStatus};
 
 #[derive(Debug, Error)]
@@ -112,6 +113,7 @@ pub fn request_from_case(
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: RunLauncherClient<Channel>,
+    steps: StepExecutorClient<Channel>,
     token: Option<String>,
 }
 
@@ -128,13 +130,22 @@ pub fn status_name(code: i32) -> &'static str {
 
 impl Client {
     pub async fn connect(endpoint: &str, token: Option<String>) -> Result<Client, Error> {
-        let inner = RunLauncherClient::connect(endpoint.to_owned())
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|source| Error::Connect {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?
+            .connect()
             .await
             .map_err(|source| Error::Connect {
                 endpoint: endpoint.to_owned(),
                 source,
             })?;
-        Ok(Client { inner, token })
+        Ok(Client {
+            inner: RunLauncherClient::new(channel.clone()),
+            steps: StepExecutorClient::new(channel),
+            token,
+        })
     }
 
     fn req<T>(&self, msg: T) -> Result<tonic::Request<T>, Error> {
@@ -146,6 +157,33 @@ impl Client {
             r.metadata_mut().insert("authorization", v);
         }
         Ok(r)
+    }
+
+    /// Publishes a step task; returns its id, queue and priority.
+    pub async fn submit_step(&mut self, req: proto::SubmitStepRequest) -> Result<Value, Error> {
+        let r = self.steps.submit_step(self.req(req)?).await?.into_inner();
+        Ok(json!({"task_id": r.task_id, "queue": r.queue, "priority": r.priority}))
+    }
+
+    /// Follows a step task until its final state, printing each state.
+    pub async fn watch_step(
+        &mut self,
+        task_id: &str,
+        mut print: impl FnMut(&Value),
+    ) -> Result<(), Error> {
+        let req = self.req(proto::WatchStepRequest {
+            task_id: task_id.to_owned(),
+        })?;
+        let mut stream = self.steps.watch_step(req).await?.into_inner();
+        while let Some(s) = stream.next().await {
+            let s = s?;
+            print(
+                &json!({"task_id": s.task_id, "state": s.state, "events": s.events,
+                          "exc_type": s.exc_type, "exc_module": s.exc_module,
+                          "exc_message": s.exc_message, "meta": s.meta_json}),
+            );
+        }
+        Ok(())
     }
 
     pub async fn launch(&mut self, req: proto::LaunchRunRequest) -> Result<Value, Error> {

@@ -101,6 +101,22 @@ enum ClientCommand {
         #[arg(long)]
         run_id: String,
     },
+    /// Publish a celery-k8s step task (its kwargs as a JSON object file).
+    SubmitStep {
+        #[arg(long)]
+        kwargs_file: PathBuf,
+        #[arg(long, default_value = "dagster")]
+        queue: String,
+        #[arg(long)]
+        priority: Option<u32>,
+        #[arg(long, default_value = "")]
+        task_id: String,
+    },
+    /// Print a step task's states as JSON lines until its final one.
+    WatchStep {
+        #[arg(long)]
+        task_id: String,
+    },
     /// Print status transitions as JSON lines.
     Watch {
         #[arg(long = "run-id")]
@@ -286,6 +302,24 @@ async fn client(args: ClientArgs) -> anyhow::Result<()> {
         } => println!("{}", c.health(&run_id, &run_status, compat).await?),
         ClientCommand::DebugInfo { run_id } => println!("{}", c.debug_info(&run_id).await?),
         ClientCommand::Terminate { run_id } => println!("{}", c.terminate(&run_id).await?),
+        ClientCommand::SubmitStep {
+            kwargs_file,
+            queue,
+            priority,
+            task_id,
+        } => {
+            let kwargs_json = std::fs::read_to_string(&kwargs_file)
+                .with_context(|| format!("reading {}", kwargs_file.display()))?;
+            let req = runway::proto::SubmitStepRequest {
+                kwargs_json,
+                queue,
+                priority,
+                task_id,
+                task_name: String::new(),
+            };
+            println!("{}", c.submit_step(req).await?);
+        }
+        ClientCommand::WatchStep { task_id } => c.watch_step(&task_id, |s| println!("{s}")).await?,
         ClientCommand::Watch {
             run_ids,
             until_final,

@@ -4,6 +4,7 @@
 pub mod grpc;
 pub mod http;
 pub mod settings;
+pub mod steps;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

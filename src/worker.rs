@@ -7,6 +7,8 @@
 pub mod amqp;
 pub mod backend;
 pub mod pg;
+pub mod publish;
+pub mod results;
 pub mod settings;
 pub mod task;
 pub mod wait;

@@ -108,6 +108,12 @@ pub struct ServeArgs {
     pub http_listen: SocketAddr,
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// The Celery broker `SubmitStep` publishes to (none: SubmitStep is refused).
+    #[arg(long, env = "RUNWAY_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// The Redis result backend `WatchStep` reads (`redis://host:port/db`; none: WatchStep is refused).
+    #[arg(long, env = "RUNWAY_RESULT_BACKEND")]
+    pub result_backend: Option<String>,
     /// How health is judged.
     #[arg(long, env = "RUNWAY_HEALTH_MODE", value_enum, default_value_t = HealthModeArg::Diagnose)]
     pub health_mode: HealthModeArg,

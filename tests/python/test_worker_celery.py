@@ -119,14 +119,12 @@ def celery_task(queue):
     return create_k8s_job_task(app)
 
 
-def submit(celery_task, instance, queue, kubeconfig, step="my_op", behaviour="succeed",
-           priority=5, image="busybox:1.36", extra_env=()):
-    """Publishes one step as `_submit_task_k8s_job` does."""
-    from dagster._core.execution.retries import RetryMode
-    from dagster._core.remote_origin import (  # noqa: F401
-        RemoteJobOrigin,
-    )
+def step_kwargs(instance, kubeconfig, step="my_op", behaviour="succeed",
+                image="busybox:1.36", extra_env=()):
+    """A STARTED run and the kwargs `_submit_task_k8s_job` would send for one of its steps."""
     from dagster._core.code_pointer import FileCodePointer
+    from dagster._core.execution.plan.state import KnownExecutionState
+    from dagster._core.execution.retries import RetryMode
     from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
     from dagster._core.storage.dagster_run import DagsterRunStatus
     from dagster._core.test_utils import create_run_for_test
@@ -146,14 +144,15 @@ def submit(celery_task, instance, queue, kubeconfig, step="my_op", behaviour="su
     args = ExecuteStepArgs(
         job_origin=origin, run_id=run.run_id, step_keys_to_execute=[step],
         instance_ref=instance.get_ref(), retry_mode=RetryMode.DISABLED,
-        should_verify_step=True, print_serialized_events=True,
+        known_state=KnownExecutionState(), should_verify_step=True,
+        print_serialized_events=True,
     )
     job_config = DagsterK8sJobConfig(
         job_image=image, dagster_home="/opt/dagster/dagster_home",
         instance_config_map="dagster-instance",
         env_vars=[f"STEP_BEHAVIOUR={behaviour}", *extra_env],
     )
-    result = celery_task.si(
+    kwargs = dict(
         execute_step_args_packed=pack_value(args),
         job_config_dict=job_config._asdict(),
         job_namespace=NS,
@@ -162,7 +161,15 @@ def submit(celery_task, instance, queue, kubeconfig, step="my_op", behaviour="su
         per_step_k8s_config={},
         user_defined_k8s_config_dict={},
         kubeconfig_file=kubeconfig,
-    ).apply_async(priority=priority, queue=queue, routing_key=f"{queue}.execute_step_k8s_job")
+    )
+    return run, kwargs
+
+
+def submit(celery_task, instance, queue, kubeconfig, priority=5, **kw):
+    """Publishes one step as `_submit_task_k8s_job` does."""
+    run, kwargs = step_kwargs(instance, kubeconfig, **kw)
+    result = celery_task.si(**kwargs).apply_async(
+        priority=priority, queue=queue, routing_key=f"{queue}.execute_step_k8s_job")
     return run, result
 
 
@@ -316,3 +323,79 @@ def test_refused_messages_get_a_failure_and_the_queue_keeps_flowing(
     with urllib.request.urlopen(f"http://{worker['http']}/metrics") as r:
         metrics = r.read().decode()
     assert "runway_worker_tasks_rejected_total" in metrics
+
+
+@pytest.fixture(scope="module")
+def serve(cluster):
+    """`runway serve` with step publishing: SubmitStep and WatchStep."""
+    kubeconfig, _ = cluster
+    log = tempfile.NamedTemporaryFile(prefix="runway-serve-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [RUNWAY_BIN, "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+         "--kubeconfig", kubeconfig, "--namespace", NS, "--broker-url", BROKER,
+         "--result-backend", BACKEND, "--log-format", "text"],
+        stdout=subprocess.PIPE, stderr=log, text=True,
+    )
+    line = proc.stdout.readline()
+    assert "listening on" in line, line + open(log.name).read()
+    grpc = line.split("listening on ", 1)[1].split(" ", 1)[0]
+    yield f"http://{grpc}"
+    proc.terminate()
+    proc.communicate(timeout=30)
+    os.unlink(log.name)
+    assert proc.returncode == 0
+
+
+def runway_client(endpoint, *args):
+    out = subprocess.run([RUNWAY_BIN, "client", "--endpoint", endpoint, *args],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_runway_publishes_and_a_python_celery_worker_runs_it(cluster, instance, serve,
+                                                              celery_task):
+    """SubmitStep publishes what Dagster would: dagster-celery-k8s's own task,
+    in a real `celery worker`, consumes it, and WatchStep reads its result."""
+    from celery.result import AsyncResult
+
+    kubeconfig, _ = cluster
+    queue = f"rw-py-{uuid.uuid4().hex[:8]}"
+    conf = tempfile.mkdtemp(prefix="runway-celery-")
+    with open(os.path.join(conf, "dagster_celery_config.py"), "w") as f:
+        f.write(f"broker_url = {BROKER!r}\nresult_backend = {BACKEND!r}\n")
+    env = dict(os.environ, PYTHONPATH=conf)
+    log = tempfile.NamedTemporaryFile(prefix="celery-worker-", suffix=".log", delete=False)
+    celery_bin = os.path.join(os.path.dirname(sys.executable), "celery")
+    proc = subprocess.Popen(
+        [celery_bin, "-A", "dagster_celery_k8s.app", "worker", "-Q", queue, "--pool", "solo",
+         "--loglevel", "INFO", "-n", f"py-{queue}@%h", "--without-gossip", "--without-mingle"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        run, kwargs = step_kwargs(instance, kubeconfig, step="py_op")
+        path = os.path.join(conf, "kwargs.json")
+        with open(path, "w") as f:
+            json.dump(kwargs, f)
+        [submitted] = runway_client(serve, "submit-step", "--kwargs-file", path,
+                                    "--queue", queue, "--priority", "7")
+        assert submitted["queue"] == queue and submitted["priority"] == 7
+        states = runway_client(serve, "watch-step", "--task-id", submitted["task_id"])
+        assert states[0]["state"] in ("PENDING", "SUCCESS")
+        final = states[-1]
+        assert final["state"] == "SUCCESS", (final, open(log.name).read()[-4000:])
+        types = [e.event_type_value for e in events_of(final["events"])]
+        assert types[-2:] == ["STEP_START", "STEP_SUCCESS"], types
+        # The Python client reads the same result.
+        assert AsyncResult(submitted["task_id"], app=celery_task.app).get(timeout=10) == \
+            final["events"]
+        # Written by the Python task into the run's event log.
+        assert "[CeleryK8sJobExecutor] Task for step py_op picked up by Celery" in \
+            engine_messages(instance, run.run_id)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(conf, ignore_errors=True)
+        from kombu import Connection
+        with Connection(BROKER) as c:
+            c.default_channel.queue_delete(queue)
