@@ -76,6 +76,8 @@ pub struct Pool<K> {
 }
 
 const DONE_MAX: usize = 100_000;
+/// How long a task's claim outlives its worker (it is renewed at a third).
+const CLAIM_TTL: Duration = Duration::from_secs(30);
 
 impl<K: JobApi> Pool<K> {
     pub fn new(
@@ -334,26 +336,50 @@ impl<K: JobApi> Pool<K> {
         // A redelivery of a task running here joins it.
         {
             let mut inflight = lock(&self.inflight);
-            if let Some(ackers) = inflight.get_mut(&msg.id) {
-                self.metrics.tasks_deduplicated.inc();
-                ackers.push(d.acker);
-                return;
+            match inflight.get_mut(&msg.id) {
+                Some(ackers) => {
+                    self.metrics.tasks_deduplicated.inc();
+                    ackers.push(d.acker);
+                    return;
+                }
+                None => {
+                    inflight.insert(msg.id.clone(), vec![d.acker]);
+                }
             }
-            inflight.insert(msg.id.clone(), Vec::new());
         }
-        let already = lock(&self.done).0.contains(&msg.id)
-            || self.backend.exists(&msg.id).await.unwrap_or(false);
-        if already {
-            self.metrics.tasks_deduplicated.inc();
-            let mut ackers = lock(&self.inflight).remove(&msg.id).unwrap_or_default();
-            ackers.push(d.acker);
-            for a in ackers {
-                let _ = a.ack(BasicAckOptions::default()).await;
-            }
+        if lock(&self.done).0.contains(&msg.id) {
+            self.answered(&msg.id).await;
             return;
         }
-        if let Some(a) = lock(&self.inflight).get_mut(&msg.id) {
-            a.push(d.acker);
+        // One worker runs a task; another holding a delivery of it (after a
+        // broker restart) waits for that run's result instead.
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self
+                .backend
+                .claim(&msg.id, &self.ctx.hostname, CLAIM_TTL)
+                .await
+            {
+                Ok(backend::Claim::Mine) => break,
+                Ok(backend::Claim::Other(owner)) => {
+                    tracing::info!(task_id = %msg.id, %owner, "another worker runs this task; waiting for its result");
+                    if self.follow(&msg.id).await {
+                        self.answered(&msg.id).await;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %msg.id, error = %e, "cannot claim the task yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // The claim is ours, and the store is reachable: a stored result means done.
+        if self.stored(&msg.id).await {
+            let _ = self.backend.release(&msg.id).await;
+            self.answered(&msg.id).await;
+            return;
         }
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
@@ -361,26 +387,76 @@ impl<K: JobApi> Pool<K> {
         self.metrics.tasks_in_flight.inc();
         let revoke = self.revocations.running(&msg.id);
         let span = tracing::info_span!("task", task_id = %msg.id);
-        let finish = {
-            let _g = span.enter();
-            tracing::info!("received");
-            drop(_g);
-            task::execute(&self.ctx, &msg.kwargs, revoke).await
+        span.in_scope(|| tracing::info!("received"));
+        let exec = task::execute(&self.ctx, &msg.kwargs, revoke);
+        tokio::pin!(exec);
+        let mut renew = tokio::time::interval(CLAIM_TTL / 3);
+        renew.tick().await;
+        let finish = loop {
+            tokio::select! {
+                f = &mut exec => break f,
+                _ = renew.tick() => {
+                    if let Err(e) = self.backend.renew(&msg.id, CLAIM_TTL).await {
+                        tracing::warn!(task_id = %msg.id, error = %e, "renewing the claim failed");
+                    }
+                }
+            }
         };
         self.metrics.tasks_in_flight.dec();
         let ended = Instant::now();
-        let ackers = lock(&self.inflight).remove(&msg.id).unwrap_or_default();
         self.finish(
             &msg.id,
             msg.reply_to.as_deref(),
-            ackers,
+            Vec::new(),
             &finish,
             Some(ended),
         )
         .await;
     }
 
-    /// Stores the result (retrying until it is stored), then acknowledges.
+    /// Acknowledges every delivery of a task whose result is stored.
+    async fn answered(&self, id: &str) {
+        self.metrics.tasks_deduplicated.inc();
+        let ackers = lock(&self.inflight).remove(id).unwrap_or_default();
+        for a in ackers {
+            let _ = a.ack(BasicAckOptions::default()).await;
+        }
+    }
+
+    /// Waits while another worker holds the claim: `true` once the result
+    /// is stored, `false` when the claim lapsed without one (its worker died).
+    async fn follow(&self, id: &str) -> bool {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.stored(id).await {
+                return true;
+            }
+            if let Ok(None) = self.backend.holder(id).await {
+                return self.stored(id).await;
+            }
+        }
+    }
+
+    /// Whether a result is stored, asked until the backend answers (an
+    /// unreachable backend is not "no result": that would run a task twice).
+    async fn stored(&self, id: &str) -> bool {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.backend.exists(id).await {
+                Ok(b) => return b,
+                Err(e) => {
+                    tracing::warn!(task_id = %id, error = %e, "cannot read the result backend; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Stores the result (retrying until it is stored), then acknowledges
+    /// `ackers` and every delivery of the task that joined it meanwhile
+    /// (its entry stays in `inflight` until the result is stored, so a
+    /// redelivery arriving during the write joins instead of running again).
     /// A result that cannot be stored sends the delivery back to the queue.
     async fn finish(
         &self,
@@ -390,6 +466,9 @@ impl<K: JobApi> Pool<K> {
         finish: &Finish,
         ended: Option<Instant>,
     ) {
+        // Only a task that ran has an `inflight` entry of its own; a refused
+        // delivery claiming a running task's id must not take its deliveries.
+        let from_inflight = ended.is_some();
         let (state, meta) = meta(id, finish);
         let mut delay = Duration::from_millis(100);
         let mut stored = false;
@@ -412,8 +491,12 @@ impl<K: JobApi> Pool<K> {
                 .result_latency
                 .observe(t.elapsed().as_secs_f64());
         }
+        let mut ackers = ackers;
         if !stored {
             tracing::error!(task_id = %id, "the result could not be stored; returning the task to the queue");
+            if from_inflight {
+                ackers.extend(lock(&self.inflight).remove(id).unwrap_or_default());
+            }
             for a in ackers {
                 let _ = a
                     .nack(BasicNackOptions {
@@ -423,6 +506,9 @@ impl<K: JobApi> Pool<K> {
                     .await;
             }
             return;
+        }
+        if let Err(e) = self.backend.release(id).await {
+            tracing::debug!(task_id = %id, error = %e, "releasing the claim failed; it expires");
         }
         {
             let mut done = lock(&self.done);
@@ -434,6 +520,10 @@ impl<K: JobApi> Pool<K> {
                     }
                 }
             }
+        }
+        // After `done` holds the id: a delivery that finds no entry here finds it there.
+        if from_inflight {
+            ackers.extend(lock(&self.inflight).remove(id).unwrap_or_default());
         }
         self.metrics
             .tasks

@@ -125,7 +125,118 @@ impl RedisBackend {
     }
 }
 
+/// Who runs a task, when several workers hold deliveries of it (after a
+/// broker restart every unacknowledged delivery comes back, maybe to another
+/// worker while the first still runs the step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This worker runs it.
+    Mine,
+    /// Another worker runs it; this one waits for the result.
+    Other(String),
+}
+
+fn claim_key(task_id: &str) -> String {
+    format!("runway-claim-{task_id}")
+}
+
+impl RedisBackend {
+    async fn claim(&self, task_id: &str, me: &str, ttl: Duration) -> Result<Claim, Error> {
+        let mut c = self.conn().await?;
+        let key = claim_key(task_id);
+        let r: Result<(Option<String>, Option<String>), _> = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(me)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut c)
+            .await;
+        match r {
+            Ok((_, Some(owner))) if owner != me => Ok(Claim::Other(owner)),
+            Ok(_) => Ok(Claim::Mine),
+            Err(e) => {
+                self.forget().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn holder(&self, task_id: &str) -> Result<Option<String>, Error> {
+        let mut c = self.conn().await?;
+        let r: Result<Option<String>, _> = redis::cmd("GET")
+            .arg(claim_key(task_id))
+            .query_async(&mut c)
+            .await;
+        if r.is_err() {
+            self.forget().await;
+        }
+        Ok(r?)
+    }
+
+    async fn renew(&self, task_id: &str, ttl: Duration) -> Result<(), Error> {
+        let mut c = self.conn().await?;
+        let r: Result<(), _> = redis::cmd("EXPIRE")
+            .arg(claim_key(task_id))
+            .arg(ttl.as_secs().max(1))
+            .query_async(&mut c)
+            .await;
+        if r.is_err() {
+            self.forget().await;
+        }
+        Ok(r?)
+    }
+
+    async fn release(&self, task_id: &str) -> Result<(), Error> {
+        let mut c = self.conn().await?;
+        let r: Result<(), _> = redis::cmd("DEL")
+            .arg(claim_key(task_id))
+            .query_async(&mut c)
+            .await;
+        if r.is_err() {
+            self.forget().await;
+        }
+        Ok(r?)
+    }
+}
+
 impl Backend {
+    /// Claims a task for `me` for `ttl` (renewed while it runs). `rpc://`
+    /// has no shared store: every worker claims, and only one worker's own
+    /// redeliveries are joined.
+    pub async fn claim(&self, task_id: &str, me: &str, ttl: Duration) -> Result<Claim, Error> {
+        match self {
+            Backend::Redis(r) => r.claim(task_id, me, ttl).await,
+            Backend::Rpc(_) => Ok(Claim::Mine),
+        }
+    }
+
+    /// The worker holding the claim, if any.
+    pub async fn holder(&self, task_id: &str) -> Result<Option<String>, Error> {
+        match self {
+            Backend::Redis(r) => r.holder(task_id).await,
+            Backend::Rpc(_) => Ok(None),
+        }
+    }
+
+    pub async fn renew(&self, task_id: &str, ttl: Duration) -> Result<(), Error> {
+        match self {
+            Backend::Redis(r) => r.renew(task_id, ttl).await,
+            Backend::Rpc(_) => Ok(()),
+        }
+    }
+
+    /// Drops the claim once the result is stored.
+    pub async fn release(&self, task_id: &str) -> Result<(), Error> {
+        match self {
+            Backend::Redis(r) => r.release(task_id).await,
+            Backend::Rpc(_) => Ok(()),
+        }
+    }
+
     /// Whether a result is already stored (a redelivered task that was done).
     /// `rpc://` cannot tell: replies are consumed by their caller.
     pub async fn exists(&self, task_id: &str) -> Result<bool, Error> {

@@ -120,8 +120,9 @@ def celery_task(queue):
 
 
 def step_kwargs(instance, kubeconfig, step="my_op", behaviour="succeed",
-                image="busybox:1.36", extra_env=()):
-    """A STARTED run and the kwargs `_submit_task_k8s_job` would send for one of its steps."""
+                image="busybox:1.36", extra_env=(), run=None):
+    """A STARTED run (a new one unless given) and the kwargs `_submit_task_k8s_job`
+    would send for one of its steps."""
     from dagster._core.code_pointer import FileCodePointer
     from dagster._core.execution.plan.state import KnownExecutionState
     from dagster._core.execution.retries import RetryMode
@@ -132,7 +133,8 @@ def step_kwargs(instance, kubeconfig, step="my_op", behaviour="succeed",
     from dagster._serdes import pack_value
     from dagster_k8s.job import DagsterK8sJobConfig
 
-    run = create_run_for_test(instance, job_name="my_job", status=DagsterRunStatus.STARTED)
+    if run is None:
+        run = create_run_for_test(instance, job_name="my_job", status=DagsterRunStatus.STARTED)
     origin = JobPythonOrigin(
         "my_job",
         RepositoryPythonOrigin(
