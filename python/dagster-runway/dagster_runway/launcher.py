@@ -1,0 +1,374 @@
+"""`RunwayK8sRunLauncher` and `RunwayCeleryK8sRunLauncher`: the stock dagster-k8s and
+dagster-celery-k8s run launchers with the Kubernetes calls replaced by calls to
+`runway serve`.
+
+Everything Dagster sees stays the stock behaviour: the config schema (plus the `runway_*`
+keys), the engine events and their metadata, the `dagster/image` tag,
+`report_run_canceling`, the resume-attempt count, and the classes themselves (they are
+subclasses, so executors in run pods that check the launcher class keep working). What
+changes is who builds and tracks the Job: the service renders the same Job from the launcher
+config it is sent, answers health from its watch index, and deletes step Jobs on terminate.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from dagster import _check as check
+from dagster._cli.api import ExecuteRunArgs
+from dagster._core.events import EngineEventData
+from dagster._core.launcher import LaunchRunContext, ResumeRunContext
+from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.tags import DOCKER_IMAGE_TAG
+from dagster._grpc.types import ResumeRunArgs
+from dagster._utils.error import serializable_error_info_from_exc_info
+from dagster._utils.merger import merge_dicts
+from dagster_celery_k8s.launcher import (
+    CeleryK8sRunLauncher,
+    _get_validated_celery_k8s_executor_config,
+)
+from dagster_k8s.job import get_job_name_from_run_id, get_user_defined_k8s_config
+from dagster_k8s.launcher import K8sRunLauncher
+
+from dagster_runway.client import RunwayClient
+from dagster_runway.config import RUNWAY_CONFIG, split_runway_keys
+from dagster_runway.request import bind_args, warn_on_namespace_mismatch, Connection, health_result
+
+
+# === RunwayK8sRunLauncher ====================================================================
+
+
+class RunwayK8sRunLauncher(K8sRunLauncher):
+    """`dagster_k8s.K8sRunLauncher`, launching through `runway serve`.
+
+    .. code-block:: yaml
+
+        run_launcher:
+          module: dagster_runway
+          class: RunwayK8sRunLauncher
+          config:
+            runway_endpoint: runway.dagster.svc:50051
+            # ... the K8sRunLauncher config, unchanged
+    """
+
+    def __init__(self, *args, **kwargs):
+        runway = split_runway_keys(kwargs)
+        if "runway_endpoint" not in runway:
+            raise TypeError("RunwayK8sRunLauncher needs runway_endpoint (`host:port` of runway serve)")
+        stock = bind_args(K8sRunLauncher.__init__, args, kwargs)
+        super().__init__(**stock)
+        self._runway = Connection("K8sRunLauncher", stock, runway)
+
+    @classmethod
+    def config_type(cls):
+        return merge_dicts(K8sRunLauncher.config_type(), RUNWAY_CONFIG)
+
+    @property
+    def runway_client(self) -> RunwayClient:
+        return self._runway.client
+
+    @property
+    def runway_launcher_config(self) -> Mapping[str, Any]:
+        """The config sent to the service (the stock keys only)."""
+        return self._runway.config
+
+    # Engine events carry the stock class name (`[K8sRunLauncher] ...`), so the event log
+    # reads exactly as with the stock launcher; the Job's managed-by label tells Runway's.
+    def _report_run_worker_creating(self, run: DagsterRun, job_name: str, namespace: str) -> None:
+        self._instance.report_engine_event(
+            "Creating Kubernetes run worker job",
+            run,
+            EngineEventData(
+                {
+                    "Kubernetes Job name": job_name,
+                    "Kubernetes Namespace": namespace,
+                    "Run ID": run.run_id,
+                }
+            ),
+            cls=K8sRunLauncher,
+        )
+
+    def _report_run_worker_created(self, run: DagsterRun) -> None:
+        self._instance.report_engine_event(
+            "Kubernetes run worker job created", run, cls=K8sRunLauncher
+        )
+
+    def _report_run_terminated(self, run: DagsterRun) -> None:
+        self._instance.report_engine_event(
+            message="Run was terminated successfully.", dagster_run=run, cls=K8sRunLauncher
+        )
+
+    def _report_run_termination_failed(self, run: DagsterRun, result: object) -> None:
+        self._instance.report_engine_event(
+            message=f"Run was not terminated successfully; delete_job returned {result}",
+            dagster_run=run,
+            cls=K8sRunLauncher,
+        )
+
+    def _report_run_termination_error(self, run: DagsterRun) -> None:
+        self._instance.report_engine_event(
+            message="Run was not terminated successfully; encountered error in delete_job",
+            dagster_run=run,
+            engine_event_data=EngineEventData.engine_error(
+                serializable_error_info_from_exc_info(sys.exc_info())
+            ),
+            cls=K8sRunLauncher,
+        )
+
+    def _launch_k8s_job_with_args(self, job_name, args, run, resume_attempt=0):
+        # The stock method's bookkeeping, around one call to the service.
+        container_context = self.get_container_context_for_run(run)
+        namespace = check.not_none(container_context.namespace)
+        self._report_run_worker_creating(run, job_name, namespace)
+        response = self._runway.launch(run, args, resume_attempt)
+        warn_on_namespace_mismatch(run, namespace, response)
+        # The image of the Job's first container, as the stock launcher tags it.
+        self._instance.add_run_tags(run.run_id, {DOCKER_IMAGE_TAG: response.image})
+        self._report_run_worker_created(run)
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        job_name = get_job_name_from_run_id(run.run_id)
+        job_origin = check.not_none(run.job_code_origin)
+        args = ExecuteRunArgs(
+            job_origin=job_origin,
+            run_id=run.run_id,
+            instance_ref=self._instance.get_ref(),
+            set_exit_code_on_failure=self._fail_pod_on_run_failure,
+        ).get_command_args()
+        self._launch_k8s_job_with_args(job_name, args, run)
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        run = context.dagster_run
+        # The daemon always passes the attempt; a caller that does not gets the count of
+        # resume events, which `instance.resume_run` has just incremented.
+        attempt = context.resume_attempt_number or self._instance.count_resume_run_attempts(
+            run.run_id
+        )
+        if not attempt:
+            raise check.CheckError(
+                f"resume_run of run {run.run_id}: no resume attempt number (call it through"
+                " instance.resume_run, which records the attempt)"
+            )
+        job_name = get_job_name_from_run_id(run.run_id, resume_attempt_number=attempt)
+        job_origin = check.not_none(run.job_code_origin)
+        args = ResumeRunArgs(
+            job_origin=job_origin,
+            run_id=run.run_id,
+            instance_ref=self._instance.get_ref(),
+            set_exit_code_on_failure=self._fail_pod_on_run_failure,
+        ).get_command_args()
+        self._launch_k8s_job_with_args(job_name, args, run, resume_attempt=attempt)
+
+    def terminate(self, run_id):
+        check.str_param(run_id, "run_id")
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+
+        self._instance.report_run_canceling(run)
+        container_context = self.get_container_context_for_run(run)
+        attempt = self._get_resume_attempt_number(run) or 0
+        try:
+            termination_result = self._runway.client.terminate(
+                run_id, attempt, container_context.namespace or "", include_step_jobs=True
+            ).terminated
+            if termination_result:
+                self._report_run_terminated(run)
+            else:
+                self._report_run_termination_failed(run, termination_result)
+            return termination_result
+        except Exception:
+            self._report_run_termination_error(run)
+
+    def check_run_worker_health(self, run: DagsterRun):
+        attempt = self._get_resume_attempt_number(run) or 0
+        try:
+            response = self._runway.client.health(
+                run.run_id, attempt, run.status.value, "K8sRunLauncher"
+            )
+        except Exception:
+            return CheckRunHealthResult(
+                WorkerStatus.UNKNOWN, str(serializable_error_info_from_exc_info(sys.exc_info()))
+            )
+        return health_result(response)
+
+    def get_run_worker_debug_info(
+        self, run: DagsterRun, include_container_logs: Optional[bool] = True
+    ) -> Optional[str]:
+        attempt = self._get_resume_attempt_number(run) or 0
+        text = self._runway.client.debug_info(run.run_id, attempt, bool(include_container_logs))
+        return text or None
+
+    def dispose(self) -> None:
+        self._runway.client.close()
+        super().dispose()
+
+
+# === RunwayCeleryK8sRunLauncher ==============================================================
+
+
+class RunwayCeleryK8sRunLauncher(CeleryK8sRunLauncher):
+    """`dagster_celery_k8s.CeleryK8sRunLauncher`, launching through `runway serve`.
+
+    Run pods get an InstanceRef naming this class, a CeleryK8sRunLauncher, so
+    `celery_k8s_job_executor` accepts it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        runway = split_runway_keys(kwargs)
+        if "runway_endpoint" not in runway:
+            raise TypeError(
+                "RunwayCeleryK8sRunLauncher needs runway_endpoint (`host:port` of runway serve)"
+            )
+        stock = bind_args(CeleryK8sRunLauncher.__init__, args, kwargs)
+        super().__init__(**stock)
+        self._runway = Connection("CeleryK8sRunLauncher", stock, runway)
+
+    @classmethod
+    def config_type(cls):
+        return merge_dicts(CeleryK8sRunLauncher.config_type(), RUNWAY_CONFIG)
+
+    @property
+    def runway_client(self) -> RunwayClient:
+        return self._runway.client
+
+    @property
+    def runway_launcher_config(self) -> Mapping[str, Any]:
+        return self._runway.config
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+
+        job_name = get_job_name_from_run_id(run.run_id)
+        exc_config = _get_validated_celery_k8s_executor_config(run.run_config)
+        job_image_from_executor_config = exc_config.get("job_image")
+
+        job_origin = check.not_none(context.job_code_origin)
+        repository_origin = job_origin.repository_origin
+        job_image = repository_origin.container_image
+
+        # The stock checks and messages, word for word (and the stock class name in them).
+        if job_image:
+            if job_image_from_executor_config:
+                # As in the stock class, the origin's image is replaced before the message
+                # is written, so it names the executor's image twice.
+                job_image = job_image_from_executor_config
+                self._instance.report_engine_event(
+                    f"You have specified a job_image {job_image_from_executor_config} in your"
+                    f" executor configuration, but also {job_image} in your user-code"
+                    f" deployment. Using the job image {job_image_from_executor_config} from"
+                    " executor configuration as it takes precedence.",
+                    run,
+                    cls=CeleryK8sRunLauncher,
+                )
+        elif not job_image_from_executor_config:
+            from dagster import DagsterInvariantViolationError
+
+            raise DagsterInvariantViolationError(
+                "You have not specified a job_image in your executor configuration. To resolve"
+                " this error, specify the job_image configuration in the executor config"
+                " section in your run config. \nNote: You may also be seeing this error because"
+                " you are using the configured API. Using configured with the celery-k8s"
+                " executor is not supported at this time, and the job_image must be configured"
+                " at the top-level executor config without using configured."
+            )
+        # Invalid dagster-k8s/config tags fail here, before any event, as in the stock class.
+        get_user_defined_k8s_config(run.tags)
+
+        run_args = ExecuteRunArgs(
+            job_origin=job_origin,
+            run_id=run.run_id,
+            instance_ref=self._instance.get_ref(),
+            set_exit_code_on_failure=self._fail_pod_on_run_failure,
+        ).get_command_args()
+
+        job_namespace = exc_config.get("job_namespace", self.job_namespace)
+        metadata = {
+            "Kubernetes Job name": job_name,
+            "Kubernetes Namespace": job_namespace,
+            "Run ID": run.run_id,
+        }
+        self._instance.report_engine_event(
+            "Creating Kubernetes run worker job",
+            run,
+            EngineEventData(metadata),
+            cls=CeleryK8sRunLauncher,
+        )
+        response = self._runway.launch(
+            run, run_args, 0, extra_env_sources=[(run.run_config or {}).get("execution")]
+        )
+        warn_on_namespace_mismatch(run, job_namespace, response)
+        self._instance.add_run_tags(run.run_id, {DOCKER_IMAGE_TAG: response.image})
+        self._instance.report_engine_event(
+            "Kubernetes run worker job created",
+            run,
+            EngineEventData(metadata),
+            cls=CeleryK8sRunLauncher,
+        )
+
+    def terminate(self, run_id):
+        check.str_param(run_id, "run_id")
+
+        run = self._instance.get_run_by_id(run_id)
+        if not run or run.is_finished:
+            return False
+
+        self._instance.report_run_canceling(run)
+        job_namespace = self.get_namespace_from_run_config(run_id)
+
+        try:
+            termination_result = self._runway.client.terminate(
+                run_id, 0, job_namespace or "", include_step_jobs=True
+            ).terminated
+            if termination_result:
+                self._instance.report_engine_event(
+                    message="Dagster Job was terminated successfully.",
+                    dagster_run=run,
+                    cls=CeleryK8sRunLauncher,
+                )
+            else:
+                self._instance.report_engine_event(
+                    message=(
+                        "Dagster Job was not terminated successfully; delete_job returned"
+                        f" {termination_result}"
+                    ),
+                    dagster_run=run,
+                    cls=CeleryK8sRunLauncher,
+                )
+            return termination_result
+        except Exception:
+            self._instance.report_engine_event(
+                message=(
+                    "Dagster Job was not terminated successfully; encountered error in delete_job"
+                ),
+                dagster_run=run,
+                engine_event_data=EngineEventData.engine_error(
+                    serializable_error_info_from_exc_info(sys.exc_info())
+                ),
+                cls=CeleryK8sRunLauncher,
+            )
+
+    def check_run_worker_health(self, run: DagsterRun):
+        try:
+            response = self._runway.client.health(
+                run.run_id, 0, run.status.value, "CeleryK8sRunLauncher"
+            )
+        except Exception:
+            return CheckRunHealthResult(
+                WorkerStatus.UNKNOWN, str(serializable_error_info_from_exc_info(sys.exc_info()))
+            )
+        return health_result(response)
+
+    def get_run_worker_debug_info(
+        self, run: DagsterRun, include_container_logs: Optional[bool] = True
+    ) -> Optional[str]:
+        # The stock class has none; the service has the same text as for K8sRunLauncher.
+        text = self._runway.client.debug_info(run.run_id, 0, bool(include_container_logs))
+        return text or None
+
+    def dispose(self) -> None:
+        self._runway.client.close()
+        super().dispose()
