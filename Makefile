@@ -44,6 +44,8 @@ bench:
 	$(CARGO) bench --bench devcluster
 	target/release/runway bench index --runs 100000
 	target/release/runway bench launch --python .venv/bin/python
+	target/release/runway bench publish --python .venv/bin/python
+	target/release/runway bench worker --python .venv/bin/python
 
 # Regenerate committed artefacts (never edited by hand).
 fixtures:

@@ -54,6 +54,8 @@ pub fn time_render(case: &Value, env: &dyn Env, iterations: u32) -> Result<Rende
 }
 
 pub mod launch;
+pub mod publish;
+pub mod worker;
 
 fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;

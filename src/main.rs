@@ -133,6 +133,12 @@ enum Bench {
     /// launches/s, latency, health checks/s, WatchRuns completion latency,
     /// and the Python K8sRunLauncher against the same cluster.
     Launch(runway::bench::launch::LaunchBench),
+    /// Task messages published with confirms (SubmitStep's path), next to
+    /// the raw lapin ceiling and Python Celery's apply_async, same broker.
+    Publish(runway::bench::publish::PublishBench),
+    /// Trivial steps end to end through an in-process `runway worker`, next
+    /// to a Python Celery worker running dagster-celery-k8s's task.
+    Worker(runway::bench::worker::WorkerBench),
     /// Memory of the watch index with this many tracked runs.
     Index {
         #[arg(long, default_value_t = 100_000)]
@@ -381,6 +387,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: Bench::Index { runs },
         } => {
             println!("{}", runway::bench::index_memory(runs));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: Bench::Worker(mut bench),
+        } => {
+            bench.root = std::env::current_dir().context("reading the current directory")?;
+            if bench.python.is_none() {
+                bench.python = Some(bench.root.join(".venv/bin/python")).filter(|p| p.exists());
+            }
+            for line in runtime()?.block_on(runway::bench::worker::run(&bench))? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: Bench::Publish(mut bench),
+        } => {
+            bench.root = std::env::current_dir().context("reading the current directory")?;
+            if bench.python.is_none() {
+                bench.python = Some(bench.root.join(".venv/bin/python")).filter(|p| p.exists());
+            }
+            for line in runtime()?.block_on(runway::bench::publish::run(&bench))? {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

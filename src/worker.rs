@@ -73,7 +73,12 @@ pub struct Pool<K> {
     done: Mutex<(HashSet<String>, VecDeque<String>)>,
     /// Broker connection up (for /ready).
     pub connected: watch::Sender<bool>,
+    /// Seconds from step Job end to stored result, the first
+    /// [`LATENCY_SAMPLES`] of them (for `runway bench worker`).
+    pub latencies: Mutex<Vec<f64>>,
 }
+
+pub const LATENCY_SAMPLES: usize = 1_000_000;
 
 const DONE_MAX: usize = 100_000;
 /// How long a task's claim outlives its worker (it is renewed at a third).
@@ -98,6 +103,7 @@ impl<K: JobApi> Pool<K> {
             inflight: Mutex::default(),
             done: Mutex::default(),
             connected: watch::Sender::new(false),
+            latencies: Mutex::default(),
         })
     }
 
@@ -388,7 +394,8 @@ impl<K: JobApi> Pool<K> {
         let revoke = self.revocations.running(&msg.id);
         let span = tracing::info_span!("task", task_id = %msg.id);
         span.in_scope(|| tracing::info!("received"));
-        let exec = task::execute(&self.ctx, &msg.kwargs, revoke);
+        let job_done = std::sync::OnceLock::new();
+        let exec = task::execute(&self.ctx, &msg.kwargs, revoke, &job_done);
         tokio::pin!(exec);
         let mut renew = tokio::time::interval(CLAIM_TTL / 3);
         renew.tick().await;
@@ -403,7 +410,8 @@ impl<K: JobApi> Pool<K> {
             }
         };
         self.metrics.tasks_in_flight.dec();
-        let ended = Instant::now();
+        // The result's latency counts from the step Job's end as the watch saw it.
+        let ended = job_done.get().copied().unwrap_or_else(Instant::now);
         self.finish(
             &msg.id,
             msg.reply_to.as_deref(),
@@ -487,9 +495,12 @@ impl<K: JobApi> Pool<K> {
             }
         }
         if let Some(t) = ended {
-            self.metrics
-                .result_latency
-                .observe(t.elapsed().as_secs_f64());
+            let secs = t.elapsed().as_secs_f64();
+            self.metrics.result_latency.observe(secs);
+            let mut samples = lock(&self.latencies);
+            if samples.len() < LATENCY_SAMPLES {
+                samples.push(secs);
+            }
         }
         let mut ackers = ackers;
         if !stored {

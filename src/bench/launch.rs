@@ -62,7 +62,7 @@ pub struct LaunchBench {
     pub no_python: bool,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -70,7 +70,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+pub(crate) fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v
 }
@@ -138,7 +138,7 @@ pub fn seed_prerequisites() -> Vec<(String, Value)> {
     out
 }
 
-async fn prepare(url: &str) -> Result<(), Error> {
+pub(crate) async fn prepare(url: &str) -> Result<(), Error> {
     for (path, body) in seed_prerequisites() {
         post(url, &path, body).await?;
     }

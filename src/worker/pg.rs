@@ -61,16 +61,29 @@ fn config(t: &PgTarget) -> Config {
     c
 }
 
-/// One pipelined connection per database, reopened when it breaks.
+/// Connections per database. Each runs one transaction at a time, and every
+/// event row is a committed transaction (as dagster-postgres writes them), so
+/// several connections let PostgreSQL commit concurrently.
+const POOL: usize = 8;
+
+/// A few pipelined connections per database, used in turn and reopened when
+/// they break.
 #[derive(Debug, Default)]
 pub struct Pg {
-    clients: Mutex<HashMap<PgTarget, Arc<Client>>>,
+    clients: Mutex<HashMap<PgTarget, Vec<Arc<Client>>>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl Pg {
     async fn client(&self, t: &PgTarget) -> Result<Arc<Client>, Error> {
-        if let Some(c) = self.lock().get(t).filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut all = self.lock();
+            let pool = all.entry(t.clone()).or_default();
+            pool.retain(|c| !c.is_closed());
+            if pool.len() >= POOL {
+                return Ok(pool[turn % pool.len()].clone());
+            }
         }
         let (client, conn) = config(t).connect(NoTls).await.map_err(|e| db(t, e))?;
         let target = format!("{t:?}");
@@ -80,11 +93,15 @@ impl Pg {
             }
         });
         let client = Arc::new(client);
-        self.lock().insert(t.clone(), client.clone());
+        let mut all = self.lock();
+        let pool = all.entry(t.clone()).or_default();
+        if pool.len() < POOL {
+            pool.push(client.clone());
+        }
         Ok(client)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PgTarget, Arc<Client>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PgTarget, Vec<Arc<Client>>>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 

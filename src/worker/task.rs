@@ -167,6 +167,7 @@ pub async fn execute<K: JobApi>(
     ctx: &Ctx<K>,
     kwargs: &Map<String, Value>,
     mut revoke: RevokeWait,
+    job_done: &std::sync::OnceLock<std::time::Instant>,
 ) -> Finish {
     if *revoke.rx.borrow() {
         return Finish::Revoked;
@@ -345,6 +346,7 @@ pub async fn execute<K: JobApi>(
         _ = tokio::time::sleep(timeout) => Waited::Timeout,
     };
     drop(run_wait);
+    let _ = job_done.set(std::time::Instant::now());
 
     let delete = |why: &'static str| {
         let ns = ns.clone();
@@ -393,7 +395,15 @@ pub async fn execute<K: JobApi>(
         }
     }
 
-    let pods = match ctx.kube.job_pod_names(&ns, &job_name).await {
+    // The watch index already knows the Job's pods; the API is asked only
+    // when its pod events have not arrived yet.
+    let known = ctx.jobs.pods(&ns, &job_name);
+    let listed = if known.is_empty() {
+        ctx.kube.job_pod_names(&ns, &job_name).await
+    } else {
+        Ok(known)
+    };
+    let pods = match listed {
         Ok(p) => p,
         Err(e) => {
             run.engine(

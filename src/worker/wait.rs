@@ -63,6 +63,17 @@ impl Jobs {
         }
     }
 
+    /// The Job's pods as the watch index knows them, sorted by name (the
+    /// order the API lists them in).
+    pub fn pods(&self, namespace: &str, name: &str) -> Vec<String> {
+        let index = self.tracker.read();
+        index
+            .pods_of(&ObjKey::new(namespace, name))
+            .into_iter()
+            .map(|(k, _)| k.name.to_string())
+            .collect()
+    }
+
     /// Re-reads the index for one waiter (after the Job was created, in case
     /// the watch delivered it before the waiter looked).
     pub fn refresh(&self, w: &JobWait) {
