@@ -426,10 +426,19 @@ pub async fn start_worker(
         postgres,
         env: Box::new(crate::dagster::ProcessEnv),
     });
+    let events = if args.task_events {
+        let (events, task) =
+            crate::worker::events::Events::start(&hostname, publish_tx.subscribe(), bg_rx.clone());
+        background.push(task);
+        events
+    } else {
+        crate::worker::events::Events::disabled(&hostname)
+    };
     let pool = Pool::new(
         ctx,
         backend,
         publish_tx,
+        events,
         metrics.clone(),
         PoolConfig {
             broker_url: args.broker_url.clone(),
@@ -438,6 +447,7 @@ pub async fn start_worker(
             concurrency: args.concurrency,
             max_message_bytes: args.max_message_bytes,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            ack_deadline: Duration::from_secs(args.ack_deadline_secs),
         },
     );
 

@@ -75,6 +75,8 @@ pub struct Metrics {
     /// From the end of the wait on the step Job to the stored result.
     pub result_latency: Histogram,
     pub result_store_retries: Counter,
+    /// Held deliveries handed to a parked copy at the ack deadline.
+    pub tasks_parked: Counter,
 }
 
 impl Default for Metrics {
@@ -116,6 +118,7 @@ impl Metrics {
             broker_connects: Counter::default(),
             result_latency: Histogram::new(latency_buckets()),
             result_store_retries: Counter::default(),
+            tasks_parked: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -232,6 +235,11 @@ impl Metrics {
             "worker_result_store_retries",
             "Result writes retried",
             m.result_store_retries.clone(),
+        );
+        registry.register(
+            "worker_tasks_parked",
+            "Held deliveries acknowledged after parking a copy at the ack deadline",
+            m.tasks_parked.clone(),
         );
         Metrics { registry, ..m }
     }

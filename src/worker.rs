@@ -6,6 +6,7 @@
 
 pub mod amqp;
 pub mod backend;
+pub mod events;
 pub mod pg;
 pub mod publish;
 pub mod results;
@@ -53,6 +54,9 @@ pub struct PoolConfig {
     pub concurrency: usize,
     pub max_message_bytes: usize,
     pub shutdown_grace: Duration,
+    /// How long a delivery stays unacknowledged before it is parked (below
+    /// RabbitMQ's consumer_timeout).
+    pub ack_deadline: Duration,
 }
 
 /// The worker pool.
@@ -73,6 +77,9 @@ pub struct Pool<K> {
     done: Mutex<(HashSet<String>, VecDeque<String>)>,
     /// Broker connection up (for /ready).
     pub connected: watch::Sender<bool>,
+    /// Celery events (`--task-events`).
+    pub events: Arc<events::Events>,
+    processed: std::sync::atomic::AtomicU64,
     /// Seconds from step Job end to stored result, the first
     /// [`LATENCY_SAMPLES`] of them (for `runway bench worker`).
     pub latencies: Mutex<Vec<f64>>,
@@ -89,6 +96,7 @@ impl<K: JobApi> Pool<K> {
         ctx: Arc<Ctx<K>>,
         backend: Backend,
         publish_tx: watch::Sender<Option<lapin::Channel>>,
+        events: Arc<events::Events>,
         metrics: Arc<Metrics>,
         config: PoolConfig,
     ) -> Arc<Pool<K>> {
@@ -104,6 +112,8 @@ impl<K: JobApi> Pool<K> {
             done: Mutex::default(),
             connected: watch::Sender::new(false),
             latencies: Mutex::default(),
+            events,
+            processed: Default::default(),
         })
     }
 
@@ -140,8 +150,16 @@ impl<K: JobApi> Pool<K> {
                 pidbox,
             } = session;
             let tags: Vec<String> = consumers.iter().map(|c| c.tag().to_string()).collect();
-            let mut deliveries = stream::select_all(consumers);
+            let mut deliveries = stream::select_all(consumers.into_iter().map(|c| {
+                let q = c.queue().to_string();
+                c.map(move |d| d.map(|d| (q.clone(), d)))
+            }));
             let mut pidbox = pidbox;
+            self.worker_event("worker-online");
+            let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(
+                crate::celery::events::HEARTBEAT_SECS,
+            ));
+            heartbeat.tick().await;
             loop {
                 tokio::select! {
                     _ = crate::stop::stopped(&mut stop) => {
@@ -149,9 +167,15 @@ impl<K: JobApi> Pool<K> {
                             let _ = consume.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
                         }
                         self.drain(&mut tasks).await;
+                        self.worker_event("worker-offline");
+                        if self.events.enabled() {
+                            // Lets the event queue reach the broker before the connection goes.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                         let _ = conn.close(200, "worker stopped".into()).await;
                         break 'connect;
                     }
+                    _ = heartbeat.tick(), if self.events.enabled() => self.worker_event("worker-heartbeat"),
                     Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                         if let Err(e) = done {
                             tracing::error!(error = %e, "task panicked");
@@ -169,9 +193,9 @@ impl<K: JobApi> Pool<K> {
                         _ => break,
                     },
                     d = deliveries.next() => match d {
-                        Some(Ok(d)) => {
+                        Some(Ok((queue, d))) => {
                             let this = self.clone();
-                            tasks.spawn(async move { this.handle(d).await });
+                            tasks.spawn(async move { this.handle(queue, d).await });
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "consumer failed; reconnecting");
@@ -189,6 +213,12 @@ impl<K: JobApi> Pool<K> {
         // Whatever is still running after the grace period ends with the
         // process; its deliveries return to the queue with the connection.
         tasks.abort_all();
+    }
+
+    fn worker_event(&self, ty: &str) {
+        let active = usize::try_from(self.metrics.tasks_in_flight.get()).unwrap_or(0);
+        let processed = self.processed.load(std::sync::atomic::Ordering::Relaxed);
+        self.events.worker(ty, active, processed);
     }
 
     async fn drain(&self, tasks: &mut tokio::task::JoinSet<()>) {
@@ -273,6 +303,9 @@ impl<K: JobApi> Pool<K> {
                 FieldTable::default(),
             )
             .await?;
+        if self.events.enabled() {
+            amqp::declare_celeryev(&publish).await?;
+        }
         self.publish_tx.send_replace(Some(publish));
         Ok(Session {
             conn,
@@ -283,7 +316,12 @@ impl<K: JobApi> Pool<K> {
     }
 
     /// One delivery, from decode to acknowledgement.
-    async fn handle(self: Arc<Self>, d: Delivery) {
+    async fn handle(self: Arc<Self>, queue: String, d: Delivery) {
+        let copy = Parked {
+            queue,
+            properties: d.properties.clone(),
+            body: d.data.clone(),
+        };
         let headers = d
             .properties
             .headers()
@@ -353,6 +391,27 @@ impl<K: JobApi> Pool<K> {
                 }
             }
         }
+        // Held deliveries are handed to a parked copy before RabbitMQ's
+        // consumer timeout would close the channel under a long step.
+        let parker = tokio::spawn(self.clone().park_loop(msg.id.clone(), copy));
+        let _parker = AbortOnDrop(parker);
+        if self.events.enabled() {
+            let h = |k: &str| headers.get(k).cloned().unwrap_or(serde_json::Value::Null);
+            self.events.task(
+                "task-received",
+                vec![
+                    ("uuid", msg.id.clone().into()),
+                    ("name", msg.task.clone().into()),
+                    ("args", h("argsrepr")),
+                    ("kwargs", h("kwargsrepr")),
+                    ("root_id", h("root_id")),
+                    ("parent_id", h("parent_id")),
+                    ("retries", msg.retries.into()),
+                    ("eta", h("eta")),
+                    ("expires", h("expires")),
+                ],
+            );
+        }
         if lock(&self.done).0.contains(&msg.id) {
             self.answered(&msg.id).await;
             return;
@@ -394,6 +453,9 @@ impl<K: JobApi> Pool<K> {
         let revoke = self.revocations.running(&msg.id);
         let span = tracing::info_span!("task", task_id = %msg.id);
         span.in_scope(|| tracing::info!("received"));
+        self.events
+            .task("task-started", vec![("uuid", msg.id.clone().into())]);
+        let started = Instant::now();
         let job_done = std::sync::OnceLock::new();
         let exec = task::execute(&self.ctx, &msg.kwargs, revoke, &job_done);
         tokio::pin!(exec);
@@ -410,6 +472,7 @@ impl<K: JobApi> Pool<K> {
             }
         };
         self.metrics.tasks_in_flight.dec();
+        self.task_event(&msg.id, &finish, started.elapsed().as_secs_f64());
         // The result's latency counts from the step Job's end as the watch saw it.
         let ended = job_done.get().copied().unwrap_or_else(Instant::now);
         self.finish(
@@ -420,6 +483,101 @@ impl<K: JobApi> Pool<K> {
             Some(ended),
         )
         .await;
+    }
+
+    /// Every `ack_deadline`, the task's held deliveries are acknowledged once
+    /// a copy of the message is safely in `runway.parked.<queue>`, whence it
+    /// dead-letters back to the queue after the deadline. Whoever receives it
+    /// then joins the running copy (same worker), waits on the claim
+    /// (another worker), or takes the task over (its worker died): the Job
+    /// is reused by name and the result stored once.
+    async fn park_loop(self: Arc<Self>, id: String, copy: Parked) {
+        let mut every = tokio::time::interval(self.config.ack_deadline);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let held = match lock(&self.inflight).get_mut(&id) {
+                Some(a) if !a.is_empty() => std::mem::take(a),
+                _ => continue,
+            };
+            match self.park(&copy).await {
+                Ok(()) => {
+                    self.metrics.tasks_parked.inc();
+                    tracing::info!(task_id = %id, queue = %copy.queue, "parked a copy; acknowledging the held deliveries");
+                    for a in held {
+                        let _ = a.ack(BasicAckOptions::default()).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %id, error = %e, "parking failed; keeping the deliveries");
+                    if let Some(a) = lock(&self.inflight).get_mut(&id) {
+                        a.extend(held);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn park(&self, copy: &Parked) -> Result<(), amqp::PublishError> {
+        let ch = self
+            .publish_tx
+            .borrow()
+            .clone()
+            .ok_or(amqp::PublishError::Nacked)?;
+        let name = amqp::declare_parking(&ch, &copy.queue)
+            .await
+            .map_err(amqp::PublishError::Amqp)?;
+        let mut headers = copy.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            "runway-parked-by".into(),
+            lapin::types::AMQPValue::LongString(self.ctx.hostname.as_bytes().to_vec().into()),
+        );
+        let props = copy
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2)
+            .with_expiration(self.config.ack_deadline.as_millis().to_string().into());
+        amqp::publish_confirmed(&ch, "", &name, &copy.body, props).await
+    }
+
+    /// `task-succeeded`, `task-failed` or `task-revoked`.
+    fn task_event(&self, id: &str, finish: &Finish, runtime: f64) {
+        self.processed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let uuid = ("uuid", serde_json::Value::from(id));
+        match finish {
+            Finish::Events(events) => self.events.task(
+                "task-succeeded",
+                vec![
+                    uuid,
+                    (
+                        "result",
+                        format!("[{} serialized DagsterEvents]", events.len()).into(),
+                    ),
+                    ("runtime", runtime.into()),
+                ],
+            ),
+            Finish::Error {
+                exc_type, message, ..
+            } => self.events.task(
+                "task-failed",
+                vec![
+                    uuid,
+                    ("exception", format!("{exc_type}({message:?})").into()),
+                    ("traceback", serde_json::Value::Null),
+                ],
+            ),
+            Finish::Revoked => self.events.task(
+                "task-revoked",
+                vec![
+                    uuid,
+                    ("terminated", false.into()),
+                    ("signum", serde_json::Value::Null),
+                    ("expired", false.into()),
+                ],
+            ),
+        }
     }
 
     /// Acknowledges every delivery of a task whose result is stored.
@@ -549,6 +707,21 @@ impl<K: JobApi> Pool<K> {
                 tracing::warn!(task_id = %id, error = %e, "ack failed; the redelivery will find the result");
             }
         }
+    }
+}
+
+/// What it takes to publish a delivery again.
+struct Parked {
+    queue: String,
+    properties: lapin::BasicProperties,
+    body: Vec<u8>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

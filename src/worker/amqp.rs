@@ -51,6 +51,31 @@ pub async fn declare(ch: &Channel, spec: &QueueSpec) -> lapin::Result<()> {
     .await
 }
 
+/// `runway.parked.<queue>`: where a long step's message waits out its
+/// per-message TTL, then dead-letters back to `queue`. Nothing consumes it.
+pub async fn declare_parking(ch: &Channel, queue: &str) -> lapin::Result<String> {
+    let name = format!("runway.parked.{queue}");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(Vec::new())),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(LongString::from(queue.as_bytes().to_vec())),
+    );
+    ch.queue_declare(
+        name.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await?;
+    Ok(name)
+}
+
 /// `celery.pidbox`, as kombu's Mailbox declares it (fanout, not durable).
 pub const PIDBOX: &str = "celery.pidbox";
 /// `celeryev`, the topic exchange of worker and task events.

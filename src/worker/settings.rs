@@ -48,6 +48,11 @@ pub struct WorkerArgs {
     /// Send Celery's worker and task events (`celeryev`), which Flower shows.
     #[arg(long, env = "RUNWAY_TASK_EVENTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub task_events: bool,
+    /// Seconds a delivery stays unacknowledged before the worker parks a copy
+    /// of it and acknowledges it (stay below RabbitMQ's consumer_timeout, 30
+    /// minutes by default).
+    #[arg(long, env = "RUNWAY_ACK_DEADLINE_SECS", default_value_t = 1500)]
+    pub ack_deadline_secs: u64,
     /// Largest task body accepted, in bytes.
     #[arg(long, env = "RUNWAY_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
@@ -101,6 +106,9 @@ impl WorkerArgs {
         }
         if self.concurrency == 0 {
             return Err("--concurrency: give at least 1".into());
+        }
+        if self.ack_deadline_secs == 0 {
+            return Err("--ack-deadline-secs: give at least 1".into());
         }
         if self.prefetch == Some(0) {
             return Err("--prefetch: give at least 1 (0 would mean unbounded)".into());

@@ -401,3 +401,133 @@ def test_runway_publishes_and_a_python_celery_worker_runs_it(cluster, instance, 
         from kombu import Connection
         with Connection(BROKER) as c:
             c.default_channel.queue_delete(queue)
+
+
+def test_task_events_show_the_worker_and_its_tasks_as_flower_sees_them(
+        cluster, instance, celery_task):
+    """With --task-events, celery's own event receiver and State (what Flower
+    runs on) see the Runway worker online and each task through to SUCCESS."""
+    import threading
+
+    from celery.events.state import State
+
+    kubeconfig, _ = cluster
+    queue = f"rw-ev-{uuid.uuid4().hex[:8]}"
+    app = celery_task.app
+    state = State()
+    seen = []
+    ready = threading.Event()
+
+    def on_event(event):
+        seen.append(event["type"])
+        state.event(event)
+
+    def capture():
+        with app.connection() as conn:
+            recv = app.events.Receiver(conn, handlers={"*": on_event})
+            holder["recv"] = recv
+            ready.set()
+            recv.capture(limit=None, timeout=None, wakeup=False)
+
+    holder = {}
+    t = threading.Thread(target=capture, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    time.sleep(0.5)  # the receiver's queue is bound
+    log = tempfile.NamedTemporaryFile(prefix="runway-ev-", suffix=".log", delete=False)
+    name = f"runway-ev@{queue}"
+    proc = subprocess.Popen(
+        [RUNWAY_BIN, "worker", "-Q", queue, "--broker-url", BROKER, "--result-backend", BACKEND,
+         "--kubeconfig", kubeconfig, "--namespace", NS, "--http-listen", "127.0.0.1:0",
+         "--hostname", name, "--log-format", "text", "--task-events"],
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert "consuming" in proc.stdout.readline()
+        run, result = submit(celery_task, instance, queue, kubeconfig, step="ev_op")
+        result.get(timeout=90)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            task = state.tasks.get(result.id)
+            if task is not None and task.state == "SUCCESS" and "worker-heartbeat" in seen:
+                break
+            time.sleep(0.2)
+        task = state.tasks.get(result.id)
+        assert task is not None, seen
+        assert task.state == "SUCCESS", (task.state, seen)
+        assert task.name == "execute_step_k8s_job"
+        assert task.worker.hostname == name
+        assert task.runtime is not None and task.runtime > 0
+        assert "ev_op" in task.kwargs
+        assert state.workers[name].alive
+        assert {"worker-online", "worker-heartbeat", "task-received", "task-started",
+                "task-succeeded"} <= set(seen)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        holder["recv"].should_stop = True
+        os.unlink(log.name)
+        from kombu import Connection
+        with Connection(BROKER) as c:
+            c.default_channel.queue_delete(queue)
+    deadline = time.time() + 10
+    while time.time() < deadline and "worker-offline" not in seen:
+        time.sleep(0.2)
+    assert "worker-offline" in seen
+    assert proc.returncode == 0
+
+
+def test_a_step_longer_than_the_ack_deadline_is_parked_not_lost(cluster, instance, celery_task):
+    """RabbitMQ closes a channel whose delivery stays unacknowledged past its
+    consumer_timeout. A worker with --ack-deadline-secs 2 parks a copy of the
+    running step's message every 2 s and acknowledges the held delivery; the
+    copies come back through the dead-letter route, join the running step,
+    and after it ends are acknowledged against its result. One result, no
+    message left behind."""
+    import urllib.request
+
+    from kombu import Connection
+
+    kubeconfig, _ = cluster
+    queue = f"rw-dl-{uuid.uuid4().hex[:8]}"
+    log = tempfile.NamedTemporaryFile(prefix="runway-dl-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [RUNWAY_BIN, "worker", "-Q", queue, "--broker-url", BROKER, "--result-backend", BACKEND,
+         "--kubeconfig", kubeconfig, "--namespace", NS, "--http-listen", "127.0.0.1:0",
+         "--hostname", f"runway-dl@{queue}", "--log-format", "text", "--ack-deadline-secs", "2"],
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "consuming" in line, line
+        http = line.rsplit("http://", 1)[1].strip().rstrip(")")
+        run, result = submit(celery_task, instance, queue, kubeconfig, step="long_op",
+                             behaviour="sleep", extra_env=("STEP_SLEEP=7",))
+        events = events_of(result.get(timeout=90))
+        assert [e.event_type_value for e in events][-1] == "STEP_SUCCESS"
+
+        def metric(name):
+            with urllib.request.urlopen(f"http://{http}/metrics") as r:
+                text = r.read().decode()
+            return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                       if l.startswith(name))
+
+        assert metric("runway_worker_tasks_parked_total") >= 2
+        # Every copy comes back within a deadline and is answered by the result.
+        deadline = time.time() + 15
+        with Connection(BROKER) as c:
+            ch = c.default_channel
+            while time.time() < deadline:
+                main = ch.queue_declare(queue, passive=True).message_count
+                parked = ch.queue_declare(f"runway.parked.{queue}", passive=True).message_count
+                if main == 0 and parked == 0 and metric("runway_worker_tasks_deduplicated_total") >= 1:
+                    break
+                time.sleep(0.5)
+            assert (main, parked) == (0, 0)
+        assert metric('runway_worker_tasks_total{status="SUCCESS"}') == 1
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        os.unlink(log.name)
+        with Connection(BROKER) as c:
+            c.default_channel.queue_delete(queue)
+            c.default_channel.queue_delete(f"runway.parked.{queue}")
+    assert proc.returncode == 0
