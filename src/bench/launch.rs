@@ -138,6 +138,34 @@ pub fn seed_prerequisites() -> Vec<(String, Value)> {
     out
 }
 
+/// An in-process dev cluster for load: simulated kubelet (50 ms containers),
+/// unbounded nodes, the seed's prerequisites, and its kubeconfig in `dir`.
+/// `history` is kept small so it is reused rather than grown: fresh pages
+/// (zeroed by the kernel) were a third of the profile with 100,000 changes.
+pub(crate) async fn bench_cluster(
+    dir: &Path,
+    history: usize,
+) -> Result<(DevCluster, PathBuf), Error> {
+    std::fs::create_dir_all(dir).map_err(setup)?;
+    let kubeconfig = dir.join("kubeconfig");
+    let mut config = DevClusterConfig::default();
+    config.kubelet.mode = KubeletMode::Simulated;
+    config.kubelet.default_duration_ms = 50;
+    config.store.history = history;
+    config.kubelet.tick = Duration::from_millis(5);
+    for node in &mut config.kubelet.nodes {
+        node.max_pods = 1_000_000;
+        node.cpu_millis = 1_000_000_000;
+        node.memory_bytes = i64::MAX / 8;
+    }
+    let dev = DevCluster::start("127.0.0.1:0".parse().map_err(setup)?, config)
+        .await
+        .map_err(setup)?;
+    dev.write_kubeconfig(&kubeconfig).map_err(setup)?;
+    prepare(&dev.url()).await?;
+    Ok((dev, kubeconfig))
+}
+
 pub(crate) async fn prepare(url: &str) -> Result<(), Error> {
     for (path, body) in seed_prerequisites() {
         post(url, &path, body).await?;
@@ -319,25 +347,7 @@ fn watch_latency(done: &Times, seen: &Times, pick: impl Fn(&str) -> bool) -> Vec
 /// Runs the whole bench; returns the JSON lines to print.
 pub async fn run(bench: &LaunchBench) -> Result<Vec<Value>, Error> {
     let dir = std::env::temp_dir().join(format!("runway-bench-launch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(setup)?;
-    let kubeconfig = dir.join("kubeconfig");
-    let mut config = DevClusterConfig::default();
-    config.kubelet.mode = KubeletMode::Simulated;
-    config.kubelet.default_duration_ms = 50;
-    // A history that is reused rather than grown: fresh pages (zeroed by the
-    // kernel) were a third of the profile with the default 100,000 changes.
-    config.store.history = 5_000;
-    config.kubelet.tick = Duration::from_millis(5);
-    for node in &mut config.kubelet.nodes {
-        node.max_pods = 100_000;
-        node.cpu_millis = 1_000_000_000;
-        node.memory_bytes = i64::MAX / 8;
-    }
-    let dev = DevCluster::start("127.0.0.1:0".parse().map_err(setup)?, config)
-        .await
-        .map_err(setup)?;
-    dev.write_kubeconfig(&kubeconfig).map_err(setup)?;
-    prepare(&dev.url()).await?;
+    let (dev, kubeconfig) = bench_cluster(&dir, 5_000).await?;
 
     use clap::Parser;
     #[derive(Parser)]

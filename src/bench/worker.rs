@@ -13,12 +13,10 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use super::launch::{pct, prepare, sorted, NS};
+use super::launch::{bench_cluster, pct, sorted, NS};
 use crate::app;
 use crate::celery::message::{encode, NewTask};
 use crate::celery::pyval::PyVal;
-use crate::devcluster::kubelet::KubeletMode;
-use crate::devcluster::{DevCluster, DevClusterConfig};
 use crate::worker::publish::{uuid4, Publisher};
 use crate::worker::results::Results;
 use crate::worker::settings::WorkerArgs;
@@ -84,24 +82,7 @@ pub async fn run(b: &WorkerBench) -> Result<Vec<Value>, Error> {
     })?;
     let script = b.root.join("benches/python/worker_bench.py");
     let dir = std::env::temp_dir().join(format!("runway-bench-worker-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(setup)?;
-    let kubeconfig = dir.join("kubeconfig");
-    let mut config = DevClusterConfig::default();
-    config.kubelet.mode = KubeletMode::Simulated;
-    config.kubelet.default_duration_ms = 50;
-    config.store.history = 20_000;
-    config.kubelet.tick = Duration::from_millis(5);
-    for node in &mut config.kubelet.nodes {
-        node.max_pods = 1_000_000;
-        node.cpu_millis = 1_000_000_000;
-        node.memory_bytes = i64::MAX / 8;
-    }
-    let dev = DevCluster::start("127.0.0.1:0".parse().map_err(setup)?, config)
-        .await
-        .map_err(setup)?;
-    dev.write_kubeconfig(&kubeconfig).map_err(setup)?;
-    prepare(&dev.url()).await.map_err(setup)?;
-
+    let (_dev, kubeconfig) = bench_cluster(&dir, 20_000).await.map_err(setup)?;
     let kc = kubeconfig.display().to_string();
     let made = python(
         &py,

@@ -89,39 +89,47 @@ impl RedisBackend {
         *self.conn.lock().await = None;
     }
 
-    /// The stored meta of a task, if any.
-    pub async fn get(&self, task_id: &str) -> Result<Option<String>, Error> {
+    /// Runs a command; a failed one drops the connection, so the next call
+    /// reconnects instead of reusing a broken one.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
         let mut c = self.conn().await?;
-        let r: Result<Option<String>, _> = redis::cmd("GET")
-            .arg(redis_key(task_id))
-            .query_async(&mut c)
-            .await;
+        let r = cmd.query_async(&mut c).await;
         if r.is_err() {
             self.forget().await;
         }
         Ok(r?)
     }
 
-    async fn set(&self, task_id: &str, meta: &str) -> Result<(), Error> {
-        let key = redis_key(task_id);
+    async fn query_pipe<T: redis::FromRedisValue>(&self, p: &redis::Pipeline) -> Result<T, Error> {
         let mut c = self.conn().await?;
-        let r: Result<(), _> = redis::pipe()
-            .atomic()
-            .cmd("SETEX")
-            .arg(&key)
-            .arg(self.expires.as_secs().max(1))
-            .arg(meta)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(&key)
-            .arg(meta)
-            .ignore()
-            .query_async(&mut c)
-            .await;
+        let r = p.query_async(&mut c).await;
         if r.is_err() {
             self.forget().await;
         }
         Ok(r?)
+    }
+
+    /// The stored meta of a task, if any.
+    pub async fn get(&self, task_id: &str) -> Result<Option<String>, Error> {
+        self.query(redis::cmd("GET").arg(redis_key(task_id))).await
+    }
+
+    async fn set(&self, task_id: &str, meta: &str) -> Result<(), Error> {
+        let key = redis_key(task_id);
+        self.query_pipe(
+            redis::pipe()
+                .atomic()
+                .cmd("SETEX")
+                .arg(&key)
+                .arg(self.expires.as_secs().max(1))
+                .arg(meta)
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(&key)
+                .arg(meta)
+                .ignore(),
+        )
+        .await
     }
 }
 
@@ -142,64 +150,41 @@ fn claim_key(task_id: &str) -> String {
 
 impl RedisBackend {
     async fn claim(&self, task_id: &str, me: &str, ttl: Duration) -> Result<Claim, Error> {
-        let mut c = self.conn().await?;
         let key = claim_key(task_id);
-        let r: Result<(Option<String>, Option<String>), _> = redis::pipe()
-            .cmd("SET")
-            .arg(&key)
-            .arg(me)
-            .arg("NX")
-            .arg("EX")
-            .arg(ttl.as_secs().max(1))
-            .cmd("GET")
-            .arg(&key)
-            .query_async(&mut c)
-            .await;
-        match r {
-            Ok((_, Some(owner))) if owner != me => Ok(Claim::Other(owner)),
-            Ok(_) => Ok(Claim::Mine),
-            Err(e) => {
-                self.forget().await;
-                Err(e.into())
-            }
-        }
+        let (_, owner): (Option<String>, Option<String>) = self
+            .query_pipe(
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(me)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1))
+                    .cmd("GET")
+                    .arg(&key),
+            )
+            .await?;
+        Ok(match owner {
+            Some(owner) if owner != me => Claim::Other(owner),
+            _ => Claim::Mine,
+        })
     }
 
     async fn holder(&self, task_id: &str) -> Result<Option<String>, Error> {
-        let mut c = self.conn().await?;
-        let r: Result<Option<String>, _> = redis::cmd("GET")
-            .arg(claim_key(task_id))
-            .query_async(&mut c)
-            .await;
-        if r.is_err() {
-            self.forget().await;
-        }
-        Ok(r?)
+        self.query(redis::cmd("GET").arg(claim_key(task_id))).await
     }
 
     async fn renew(&self, task_id: &str, ttl: Duration) -> Result<(), Error> {
-        let mut c = self.conn().await?;
-        let r: Result<(), _> = redis::cmd("EXPIRE")
-            .arg(claim_key(task_id))
-            .arg(ttl.as_secs().max(1))
-            .query_async(&mut c)
-            .await;
-        if r.is_err() {
-            self.forget().await;
-        }
-        Ok(r?)
+        self.query(
+            redis::cmd("EXPIRE")
+                .arg(claim_key(task_id))
+                .arg(ttl.as_secs().max(1)),
+        )
+        .await
     }
 
     async fn release(&self, task_id: &str) -> Result<(), Error> {
-        let mut c = self.conn().await?;
-        let r: Result<(), _> = redis::cmd("DEL")
-            .arg(claim_key(task_id))
-            .query_async(&mut c)
-            .await;
-        if r.is_err() {
-            self.forget().await;
-        }
-        Ok(r?)
+        self.query(redis::cmd("DEL").arg(claim_key(task_id))).await
     }
 }
 

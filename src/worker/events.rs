@@ -35,9 +35,9 @@ fn now() -> f64 {
 }
 
 impl Events {
-    pub fn disabled(hostname: &str) -> Arc<Events> {
+    fn new(hostname: &str, tx: Option<mpsc::Sender<Value>>) -> Arc<Events> {
         Arc::new(Events {
-            tx: None,
+            tx,
             sender: Sender {
                 hostname: hostname.to_owned(),
                 pid: std::process::id(),
@@ -48,6 +48,10 @@ impl Events {
         })
     }
 
+    pub fn disabled(hostname: &str) -> Arc<Events> {
+        Events::new(hostname, None)
+    }
+
     /// The sender and the task that publishes its events on the current channel.
     pub fn start(
         hostname: &str,
@@ -55,16 +59,7 @@ impl Events {
         mut stop: watch::Receiver<bool>,
     ) -> (Arc<Events>, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Value>(QUEUE);
-        let events = Arc::new(Events {
-            tx: Some(tx),
-            sender: Sender {
-                hostname: hostname.to_owned(),
-                pid: std::process::id(),
-                utcoffset: 0.0,
-            },
-            clock: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        });
+        let events = Events::new(hostname, Some(tx));
         let me = events.clone();
         let task = tokio::spawn(async move {
             let mut headers = FieldTable::default();

@@ -17,31 +17,15 @@ import time
 import urllib.request
 import uuid
 
-import psycopg2
 import pytest
 from kubernetes import client, config
 
 from devcluster import RUNWAY_BIN, dev_cluster
+from worker_env import BACKEND, BROKER, fresh_database, postgres_storage, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE_STEP = os.path.join(ROOT, "tests", "python", "steps", "fake_step.py")
-BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-BACKEND = "redis://127.0.0.1:6379/0"
 NS = "default"
-
-
-def _wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -62,24 +46,14 @@ def instance():
     """A DagsterInstance on a fresh PostgreSQL database."""
     from dagster import DagsterInstance
 
-    db = f"runway_wk_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    conn.autocommit = True
-    conn.cursor().execute(f"CREATE DATABASE {db}")
-    home = tempfile.mkdtemp(prefix="runway-dh-")
-    with open(os.path.join(home, "dagster.yaml"), "w") as f:
-        f.write(
-            "storage:\n  postgres:\n    postgres_db:\n      username: postgres\n"
-            "      password: ''\n      hostname: 127.0.0.1\n"
-            f"      db_name: {db}\n      port: 5432\n      scheme: postgresql+psycopg2\n"
-            "telemetry:\n  enabled: false\n"
-        )
-    inst = DagsterInstance.from_config(home)
-    yield inst
-    inst.dispose()
-    conn.cursor().execute(f"DROP DATABASE {db} WITH (FORCE)")
-    conn.close()
-    shutil.rmtree(home, ignore_errors=True)
+    with fresh_database("runway_wk") as db:
+        home = tempfile.mkdtemp(prefix="runway-dh-")
+        with open(os.path.join(home, "dagster.yaml"), "w") as f:
+            f.write(postgres_storage(db) + "telemetry:\n  enabled: false\n")
+        inst = DagsterInstance.from_config(home)
+        yield inst
+        inst.dispose()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +74,7 @@ def worker(cluster, queue):
     line = proc.stdout.readline()
     assert "consuming" in line, line + open(log.name).read()
     http = line.rsplit("http://", 1)[1].strip().rstrip(")")
-    _wait_http(f"http://{http}/ready")
+    wait_http(f"http://{http}/ready")
     yield {"proc": proc, "http": http, "log": log.name}
     proc.terminate()
     proc.communicate(timeout=30)

@@ -18,37 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 
-import psycopg2
 import pytest
 from kubernetes import client, config
 
 from devcluster import RUNWAY_BIN, dev_cluster
+from worker_env import BACKEND, BROKER, fresh_database, postgres_storage, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB_FILE = os.path.join(ROOT, "tests", "python", "steps", "dagster_job.py")
-BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-BACKEND = "redis://127.0.0.1:6379/0"
 NS = "default"
 PG_PASSWORD = "runway-test-pw"  # the server trusts loopback; the value only travels
 RUN_TIMEOUT = 240.0  # both runs took 85-130 s on a loaded 2-CPU machine
 OK_OPS = {"source", "double", "square", "total"}
-
-
-def _wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -99,22 +82,10 @@ def instance(cluster, env):
     from dagster import DagsterInstance
 
     kubeconfig, _ = cluster
-    db = f"runway_dj_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    conn.autocommit = True
-    conn.cursor().execute(f"CREATE DATABASE {db}")
-    home = tempfile.mkdtemp(prefix="runway-dh-")
-    with open(os.path.join(home, "dagster.yaml"), "w") as f:
-        f.write(f"""\
-storage:
-  postgres:
-    postgres_db:
-      username: postgres
-      password: {{env: DAGSTER_PG_PASSWORD}}
-      hostname: 127.0.0.1
-      db_name: {db}
-      port: 5432
-      scheme: postgresql+psycopg2
+    with fresh_database("runway_dj") as db:
+        home = tempfile.mkdtemp(prefix="runway-dh-")
+        with open(os.path.join(home, "dagster.yaml"), "w") as f:
+            f.write(postgres_storage(db, password="{env: DAGSTER_PG_PASSWORD}") + f"""\
 run_coordinator:
   module: dagster._core.run_coordinator
   class: DefaultRunCoordinator
@@ -134,12 +105,10 @@ run_launcher:
 telemetry:
   enabled: false
 """)
-    inst = DagsterInstance.from_config(home)
-    yield inst
-    inst.dispose()
-    conn.cursor().execute(f"DROP DATABASE {db} WITH (FORCE)")
-    conn.close()
-    shutil.rmtree(home, ignore_errors=True)
+        inst = DagsterInstance.from_config(home)
+        yield inst
+        inst.dispose()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _start_worker(kubeconfig, queue, hostname):
@@ -154,7 +123,7 @@ def _start_worker(kubeconfig, queue, hostname):
     line = proc.stdout.readline()
     assert "consuming" in line, line + open(log.name).read()
     http = line.rsplit("http://", 1)[1].strip().rstrip(")")
-    _wait_http(f"http://{http}/ready")
+    wait_http(f"http://{http}/ready")
     return {"proc": proc, "log": log.name, "hostname": hostname}
 
 
