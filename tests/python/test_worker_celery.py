@@ -505,3 +505,39 @@ def test_a_step_longer_than_the_ack_deadline_is_parked_not_lost(cluster, instanc
             c.default_channel.queue_delete(queue)
             c.default_channel.queue_delete(f"runway.parked.{queue}")
     assert proc.returncode == 0
+
+
+def test_rpc_backend_replies_to_the_publisher(cluster, instance):
+    """With `rpc://` (dagster-celery's default backend) the result goes to the
+    publishing client's reply queue, correlated by task id: the real Celery
+    client's `AsyncResult.get()` reads it."""
+    from dagster_celery.make_app import make_app
+    from dagster_celery_k8s.executor import create_k8s_job_task
+    from kombu import Connection
+
+    kubeconfig, _ = cluster
+    queue = f"rw-rpc-{uuid.uuid4().hex[:8]}"
+    log = tempfile.NamedTemporaryFile(prefix="runway-rpc-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [RUNWAY_BIN, "worker", "-Q", queue, "--broker-url", BROKER, "--result-backend", "rpc://",
+         "--kubeconfig", kubeconfig, "--namespace", NS, "--http-listen", "127.0.0.1:0",
+         "--hostname", f"runway-rpc@{queue}", "--log-format", "text"],
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert "consuming" in proc.stdout.readline()
+        app = make_app({"broker": BROKER, "backend": "rpc://", "include": [],
+                        "config_source": None, "retries": None})
+        task = create_k8s_job_task(app)
+        run, kwargs = step_kwargs(instance, kubeconfig, step="rpc_op")
+        result = task.si(**kwargs).apply_async(priority=5, queue=queue,
+                                               routing_key=f"{queue}.execute_step_k8s_job")
+        events = events_of(result.get(timeout=90))
+        assert [e.event_type_value for e in events][-2:] == ["STEP_START", "STEP_SUCCESS"]
+        assert result.state == "SUCCESS"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        os.unlink(log.name)
+        with Connection(BROKER) as c:
+            c.default_channel.queue_delete(queue)
+    assert proc.returncode == 0
