@@ -57,6 +57,26 @@ pub mod launch;
 pub mod publish;
 pub mod worker;
 
+/// Runs a Python peer script and reads the JSON object on the last line it
+/// prints; a failure carries the script's stderr.
+pub fn python_json(
+    python: &std::path::Path,
+    script: &std::path::Path,
+    args: &[String],
+) -> Result<Value, String> {
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .map_err(|e| format!("output: {e}: {text}"))
+}
+
 fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;

@@ -307,24 +307,24 @@ async fn health_rate(
 }
 
 fn python_peer(bench: &LaunchBench, python: &Path, kubeconfig: &Path) -> Result<Value, Error> {
-    let out = std::process::Command::new(python)
-        .arg(bench.root.join("benches/python/launch_bench.py"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--case")
-        .arg(bench.root.join("tests/fixtures/cases/seed_k8s_run.json"))
-        .arg("--count")
-        .arg(bench.python_launches.to_string())
-        .output()
-        .map_err(|e| Error::Python(format!("{}: {e}", python.display())))?;
-    if !out.status.success() {
-        return Err(Error::Python(
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or_default())
-        .map_err(|e| Error::Python(format!("{e}: {text}")))
+    let args = [
+        "--kubeconfig".to_owned(),
+        kubeconfig.display().to_string(),
+        "--case".into(),
+        bench
+            .root
+            .join("tests/fixtures/cases/seed_k8s_run.json")
+            .display()
+            .to_string(),
+        "--count".into(),
+        bench.python_launches.to_string(),
+    ];
+    super::python_json(
+        python,
+        &bench.root.join("benches/python/launch_bench.py"),
+        &args,
+    )
+    .map_err(Error::Python)
 }
 
 type Times = Arc<Mutex<HashMap<String, Instant>>>;

@@ -165,19 +165,22 @@ async fn runway(
 }
 
 fn python_peer(b: &PublishBench, python: &Path, queue: &str) -> Result<Value, Error> {
-    let out = std::process::Command::new(python)
-        .arg(b.root.join("benches/python/celery_publish.py"))
-        .args(["--broker", &b.broker_url, "--queue", queue])
-        .args(["--messages", &b.python_messages.to_string()])
-        .args(["--size", &b.size.to_string()])
-        .output()
-        .map_err(|e| Error::Python(format!("{}: {e}", python.display())))?;
-    if !out.status.success() {
-        return Err(Error::Python(
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| Error::Python(format!("output: {e}")))
+    let args = [
+        "--broker".to_owned(),
+        b.broker_url.clone(),
+        "--queue".into(),
+        queue.to_owned(),
+        "--messages".into(),
+        b.python_messages.to_string(),
+        "--size".into(),
+        b.size.to_string(),
+    ];
+    super::python_json(
+        python,
+        &b.root.join("benches/python/celery_publish.py"),
+        &args,
+    )
+    .map_err(Error::Python)
 }
 
 async fn cleanup(url: &str, queues: &[String]) -> Result<(), Error> {

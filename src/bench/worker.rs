@@ -62,18 +62,8 @@ pub struct WorkerBench {
 }
 
 fn python(python: &Path, script: &Path, args: &[&str]) -> Result<Value, Error> {
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .args(args)
-        .output()
-        .map_err(|e| Error::Python(format!("{}: {e}", python.display())))?;
-    if !out.status.success() {
-        return Err(Error::Python(
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).map_err(|e| Error::Python(format!("output: {e}: {text}")))
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    super::python_json(python, script, &args).map_err(Error::Python)
 }
 
 pub async fn run(b: &WorkerBench) -> Result<Vec<Value>, Error> {

@@ -37,10 +37,71 @@ from dagster_runway.config import RUNWAY_CONFIG, split_runway_keys
 from dagster_runway.request import bind_args, warn_on_namespace_mismatch, Connection, health_result
 
 
+# === shared ==================================================================================
+
+
+class _Runway:
+    """What both launchers add to their stock class: the `runway_*` keys, the connection,
+    and the calls answered alike. `_stock` is the stock class, whose name the service and
+    the engine events use."""
+
+    _stock: type
+
+    def __init__(self, *args, **kwargs):
+        runway = split_runway_keys(kwargs)
+        if "runway_endpoint" not in runway:
+            raise TypeError(
+                f"{type(self).__name__} needs runway_endpoint (`host:port` of runway serve)"
+            )
+        stock = bind_args(self._stock.__init__, args, kwargs)
+        super().__init__(**stock)
+        self._runway = Connection(self._stock.__name__, stock, runway)
+
+    @classmethod
+    def config_type(cls):
+        return merge_dicts(cls._stock.config_type(), RUNWAY_CONFIG)
+
+    @property
+    def runway_client(self) -> RunwayClient:
+        return self._runway.client
+
+    @property
+    def runway_launcher_config(self) -> Mapping[str, Any]:
+        """The config sent to the service (the stock keys only)."""
+        return self._runway.config
+
+    def _runway_attempt(self, run: DagsterRun) -> int:
+        return 0
+
+    def check_run_worker_health(self, run: DagsterRun):
+        try:
+            response = self._runway.client.health(
+                run.run_id, self._runway_attempt(run), run.status.value, self._stock.__name__
+            )
+        except Exception:
+            return CheckRunHealthResult(
+                WorkerStatus.UNKNOWN, str(serializable_error_info_from_exc_info(sys.exc_info()))
+            )
+        return health_result(response)
+
+    def get_run_worker_debug_info(
+        self, run: DagsterRun, include_container_logs: Optional[bool] = True
+    ) -> Optional[str]:
+        # CeleryK8sRunLauncher has none; the service has the same text for both classes.
+        text = self._runway.client.debug_info(
+            run.run_id, self._runway_attempt(run), bool(include_container_logs)
+        )
+        return text or None
+
+    def dispose(self) -> None:
+        self._runway.client.close()
+        super().dispose()
+
+
 # === RunwayK8sRunLauncher ====================================================================
 
 
-class RunwayK8sRunLauncher(K8sRunLauncher):
+class RunwayK8sRunLauncher(_Runway, K8sRunLauncher):
     """`dagster_k8s.K8sRunLauncher`, launching through `runway serve`.
 
     .. code-block:: yaml
@@ -53,26 +114,10 @@ class RunwayK8sRunLauncher(K8sRunLauncher):
             # ... the K8sRunLauncher config, unchanged
     """
 
-    def __init__(self, *args, **kwargs):
-        runway = split_runway_keys(kwargs)
-        if "runway_endpoint" not in runway:
-            raise TypeError("RunwayK8sRunLauncher needs runway_endpoint (`host:port` of runway serve)")
-        stock = bind_args(K8sRunLauncher.__init__, args, kwargs)
-        super().__init__(**stock)
-        self._runway = Connection("K8sRunLauncher", stock, runway)
+    _stock = K8sRunLauncher
 
-    @classmethod
-    def config_type(cls):
-        return merge_dicts(K8sRunLauncher.config_type(), RUNWAY_CONFIG)
-
-    @property
-    def runway_client(self) -> RunwayClient:
-        return self._runway.client
-
-    @property
-    def runway_launcher_config(self) -> Mapping[str, Any]:
-        """The config sent to the service (the stock keys only)."""
-        return self._runway.config
+    def _runway_attempt(self, run: DagsterRun) -> int:
+        return self._get_resume_attempt_number(run) or 0
 
     # Engine events carry the stock class name (`[K8sRunLauncher] ...`), so the event log
     # reads exactly as with the stock launcher; the Job's managed-by label tells Runway's.
@@ -183,61 +228,19 @@ class RunwayK8sRunLauncher(K8sRunLauncher):
         except Exception:
             self._report_run_termination_error(run)
 
-    def check_run_worker_health(self, run: DagsterRun):
-        attempt = self._get_resume_attempt_number(run) or 0
-        try:
-            response = self._runway.client.health(
-                run.run_id, attempt, run.status.value, "K8sRunLauncher"
-            )
-        except Exception:
-            return CheckRunHealthResult(
-                WorkerStatus.UNKNOWN, str(serializable_error_info_from_exc_info(sys.exc_info()))
-            )
-        return health_result(response)
-
-    def get_run_worker_debug_info(
-        self, run: DagsterRun, include_container_logs: Optional[bool] = True
-    ) -> Optional[str]:
-        attempt = self._get_resume_attempt_number(run) or 0
-        text = self._runway.client.debug_info(run.run_id, attempt, bool(include_container_logs))
-        return text or None
-
-    def dispose(self) -> None:
-        self._runway.client.close()
-        super().dispose()
 
 
 # === RunwayCeleryK8sRunLauncher ==============================================================
 
 
-class RunwayCeleryK8sRunLauncher(CeleryK8sRunLauncher):
+class RunwayCeleryK8sRunLauncher(_Runway, CeleryK8sRunLauncher):
     """`dagster_celery_k8s.CeleryK8sRunLauncher`, launching through `runway serve`.
 
     Run pods get an InstanceRef naming this class, a CeleryK8sRunLauncher, so
     `celery_k8s_job_executor` accepts it.
     """
 
-    def __init__(self, *args, **kwargs):
-        runway = split_runway_keys(kwargs)
-        if "runway_endpoint" not in runway:
-            raise TypeError(
-                "RunwayCeleryK8sRunLauncher needs runway_endpoint (`host:port` of runway serve)"
-            )
-        stock = bind_args(CeleryK8sRunLauncher.__init__, args, kwargs)
-        super().__init__(**stock)
-        self._runway = Connection("CeleryK8sRunLauncher", stock, runway)
-
-    @classmethod
-    def config_type(cls):
-        return merge_dicts(CeleryK8sRunLauncher.config_type(), RUNWAY_CONFIG)
-
-    @property
-    def runway_client(self) -> RunwayClient:
-        return self._runway.client
-
-    @property
-    def runway_launcher_config(self) -> Mapping[str, Any]:
-        return self._runway.config
+    _stock = CeleryK8sRunLauncher
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
@@ -350,25 +353,3 @@ class RunwayCeleryK8sRunLauncher(CeleryK8sRunLauncher):
                 ),
                 cls=CeleryK8sRunLauncher,
             )
-
-    def check_run_worker_health(self, run: DagsterRun):
-        try:
-            response = self._runway.client.health(
-                run.run_id, 0, run.status.value, "CeleryK8sRunLauncher"
-            )
-        except Exception:
-            return CheckRunHealthResult(
-                WorkerStatus.UNKNOWN, str(serializable_error_info_from_exc_info(sys.exc_info()))
-            )
-        return health_result(response)
-
-    def get_run_worker_debug_info(
-        self, run: DagsterRun, include_container_logs: Optional[bool] = True
-    ) -> Optional[str]:
-        # The stock class has none; the service has the same text as for K8sRunLauncher.
-        text = self._runway.client.debug_info(run.run_id, 0, bool(include_container_logs))
-        return text or None
-
-    def dispose(self) -> None:
-        self._runway.client.close()
-        super().dispose()
