@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
 import subprocess
@@ -34,3 +35,17 @@ def dev_cluster(*extra: str):
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     assert proc.returncode == 0, f"dev-cluster exited {proc.returncode} on SIGTERM"
+
+
+def server_fields_dropped(job: dict) -> dict:
+    """A Job as stored, without what the API server and the Job controller add to it."""
+    job = copy.deepcopy(job)
+    meta = job["metadata"]
+    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
+        meta.pop(key, None)
+    job.pop("status", None)
+    job["spec"].pop("selector", None)
+    for labels in (meta.get("labels") or {}, job["spec"]["template"]["metadata"]["labels"]):
+        for key in [k for k in labels if "controller-uid" in k]:
+            labels.pop(key)
+    return job

@@ -41,7 +41,7 @@ from kubernetes.client.rest import ApiException
 import dagster_runway
 from dagster_runway._proto import launcher_pb2 as pb
 from dagster_runway._proto import launcher_pb2_grpc as pb_grpc
-from devcluster import ROOT, dev_cluster
+from devcluster import ROOT, dev_cluster, server_fields_dropped
 from runway_serve import SEED_NAMESPACE as NS, create_seed_prerequisites, runway_serve
 
 SEED = json.load(open(os.path.join(ROOT, "tests", "fixtures", "cases", "seed_k8s_run.json")))
@@ -243,15 +243,7 @@ def gone(kube, name: str) -> bool:
 
 def comparable_job(job: dict, run_id: str):
     """The Job without what the API server sets, the run id replaced, and its argv apart."""
-    job = copy.deepcopy(job)
-    meta = job["metadata"]
-    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
-        meta.pop(key, None)
-    job.pop("status", None)
-    job["spec"].pop("selector", None)
-    for labels in (meta.get("labels") or {}, job["spec"]["template"]["metadata"]["labels"]):
-        for key in [k for k in labels if "controller-uid" in k]:
-            labels.pop(key)
+    job = server_fields_dropped(job)
     args = job["spec"]["template"]["spec"]["containers"][0].pop("args")
     return json.loads(json.dumps(job).replace(run_id, "<run-id>")), args
 
@@ -492,6 +484,40 @@ def test_health_diagnoses_pod_failures_the_stock_launcher_cannot_see(stock, diag
     answer = diagnosing.run_launcher.check_run_worker_health(missing)
     assert (answer.status, answer.msg) == (
         WorkerStatus.NOT_FOUND, f"Job dagster-run-{missing.run_id} could not be found")
+
+
+def test_a_starting_run_whose_image_cannot_be_pulled_fails_within_seconds(runway):
+    started = time.monotonic()
+    run = launch(runway, image="registry.invalid/missing:1")
+    assert run.status == DagsterRunStatus.STARTING
+    run = wait_for(lambda: (r := runway.get_run_by_id(run.run_id)).is_finished and r,
+                   "the run to fail")
+    assert run.status == DagsterRunStatus.FAILURE
+    assert time.monotonic() - started < WAIT
+    [failure] = runway.get_records_for_run(
+        run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    message = failure.event_log_entry.dagster_event.message
+    assert message.startswith(f"Run worker Job dagster-run-{run.run_id} in namespace {NS}"
+                              " cannot start (ErrImagePull"), message
+    assert "registry.invalid/missing:1" in message, message
+
+
+def test_the_run_watcher_leaves_started_and_foreign_runs_alone(runway):
+    watcher = runway.run_launcher._runway_watcher
+    run = mark(runway, launch(runway), DagsterEventType.RUN_START)
+    failed = dict(job_name=f"dagster-run-{run.run_id}", namespace=NS,
+                  status=pb.WORKER_STATUS_FAILED, reason="ErrImagePull", message="x")
+    # STARTED belongs to the monitoring daemon, which may resume it.
+    assert watcher.handle(pb.RunTransition(run_id=run.run_id, **failed)) is False
+    # Another deployment's run, a step Job, and an older attempt's Job.
+    assert watcher.handle(pb.RunTransition(run_id=str(uuid.uuid4()), **failed)) is False
+    starting = launch(runway)
+    step = dict(failed, step_key="op")
+    assert watcher.handle(pb.RunTransition(run_id=starting.run_id, **step)) is False
+    old = dict(failed, job_name=f"dagster-run-{starting.run_id}-7")
+    assert watcher.handle(pb.RunTransition(run_id=starting.run_id, **old)) is False
+    assert runway.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+    assert runway.get_run_by_id(starting.run_id).status == DagsterRunStatus.STARTING
 
 
 def test_debug_info_is_dagster_k8s_text(stock, runway, kube):

@@ -3,26 +3,15 @@ PostgreSQL database for a Dagster instance, and waiting for an HTTP probe."""
 from __future__ import annotations
 
 import contextlib
-import time
-import urllib.request
+import os
+import sys
 import uuid
 
-BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-BACKEND = "redis://127.0.0.1:6379/0"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "scripts"))
 
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready: {last}")
+# One definition of the loopback services and the probe wait, shared with the Dagster stack.
+from dagster_stack import BACKEND, BROKER, wait_http  # noqa: E402,F401
 
 
 @contextlib.contextmanager

@@ -287,6 +287,13 @@ class RunwayClient:
         )
         return response.text
 
+    def watch_runs(self, include_current: bool = True):
+        """WatchRuns over every run the service tracks: an iterator of RunTransition that
+        ends with grpc.RpcError when the stream breaks (the caller reconnects), and can be
+        cancelled with `.cancel()`."""
+        request = pb.WatchRunsRequest(include_current=include_current)
+        return self.stub().WatchRuns(request, metadata=self._metadata())
+
     def terminate(
         self, run_id: str, resume_attempt: int, namespace: str, include_step_jobs: bool
     ) -> pb.TerminateRunResponse:

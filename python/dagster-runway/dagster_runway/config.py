@@ -61,10 +61,19 @@ RUNWAY_CONFIG = {
         default_value="diagnose",
         description="How check_run_worker_health judges the run worker.",
     ),
+    "runway_fail_unstartable_runs": Field(
+        bool,
+        is_required=False,
+        default_value=True,
+        description="Follow the service's WatchRuns stream from the launching process and fail"
+        " a run still STARTING as soon as its run worker cannot start (an image that cannot be"
+        " pulled, a pod that cannot be created), with the pod's reason, instead of after"
+        " run_monitoring.start_timeout_seconds: the monitoring daemon does not health-check"
+        " STARTING runs.",
+    ),
 }
 
 RUNWAY_KEYS = frozenset(RUNWAY_CONFIG)
-
 
 
 def settings_of(runway: Mapping[str, Any]) -> Settings:

@@ -35,6 +35,7 @@ from dagster_k8s.launcher import K8sRunLauncher
 from dagster_runway.client import RunwayClient
 from dagster_runway.config import RUNWAY_CONFIG, split_runway_keys
 from dagster_runway.request import bind_args, warn_on_namespace_mismatch, Connection, health_result
+from dagster_runway.watcher import RunWatcher
 
 
 # === shared ==================================================================================
@@ -56,6 +57,11 @@ class _Runway:
         stock = bind_args(self._stock.__init__, args, kwargs)
         super().__init__(**stock)
         self._runway = Connection(self._stock.__name__, stock, runway)
+        self._runway_watcher = RunWatcher(
+            self._runway.client,
+            lambda: self._instance if self.has_instance else None,
+            self._runway_job_names,
+        )
 
     @classmethod
     def config_type(cls):
@@ -72,6 +78,17 @@ class _Runway:
 
     def _runway_attempt(self, run: DagsterRun) -> int:
         return 0
+
+    def _runway_job_names(self, run: DagsterRun) -> set[str]:
+        """The run worker Job of the run's current attempt."""
+        attempt = self._runway_attempt(run)
+        return {get_job_name_from_run_id(run.run_id, resume_attempt_number=attempt or None)}
+
+    def _runway_follow_runs(self) -> None:
+        # Started by the first launch in a process: that is the process (the daemon, or the
+        # webserver with the default run coordinator) that has runs to watch.
+        if self._runway.fail_unstartable:
+            self._runway_watcher.ensure_started()
 
     def check_run_worker_health(self, run: DagsterRun):
         try:
@@ -94,6 +111,7 @@ class _Runway:
         return text or None
 
     def dispose(self) -> None:
+        self._runway_watcher.stop()
         self._runway.client.close()
         super().dispose()
 
@@ -167,6 +185,7 @@ class RunwayK8sRunLauncher(_Runway, K8sRunLauncher):
         container_context = self.get_container_context_for_run(run)
         namespace = check.not_none(container_context.namespace)
         self._report_run_worker_creating(run, job_name, namespace)
+        self._runway_follow_runs()
         response = self._runway.launch(run, args, resume_attempt)
         warn_on_namespace_mismatch(run, namespace, response)
         # The image of the Job's first container, as the stock launcher tags it.
@@ -300,6 +319,7 @@ class RunwayCeleryK8sRunLauncher(_Runway, CeleryK8sRunLauncher):
             EngineEventData(metadata),
             cls=CeleryK8sRunLauncher,
         )
+        self._runway_follow_runs()
         response = self._runway.launch(
             run, run_args, 0, extra_env_sources=[(run.run_config or {}).get("execution")]
         )

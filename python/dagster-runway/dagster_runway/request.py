@@ -132,6 +132,7 @@ class Connection:
         # own keys: the service renders the Job from exactly that.
         self.config = {k: v for k, v in stock_args.items() if k not in _NOT_CONFIG}
         self.config_json = config_json(self.config)
+        self.fail_unstartable = runway.get("runway_fail_unstartable_runs", True) is not False
 
     def launch(self, run: DagsterRun, args, resume_attempt: int, extra_env_sources=()):
         celery = self.launcher_class == "CeleryK8sRunLauncher"

@@ -1,0 +1,446 @@
+"""A whole Dagster deployment on Runway, on this machine: the dev cluster (process kubelet),
+`runway serve`, optionally `runway worker`s, a PostgreSQL-backed Dagster instance with the
+QueuedRunCoordinator and run monitoring, a code location served by `dagster api grpc`,
+`dagster-daemon`, and optionally the webserver.
+
+The end-to-end tests (tests/python/test_dagster_e2e.py) and the demo (scripts/demo.py) both
+run on it. Each part is started as the real program and stopped with SIGTERM; `Stack` is a
+context manager and stops, in reverse order, whatever it started.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Absolute: the programs run in the stack's own working directory.
+RUNWAY_BIN = os.path.abspath(os.environ.get("RUNWAY_BIN", os.path.join(ROOT, "target", "debug", "runway")))
+BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+BACKEND = "redis://127.0.0.1:6379/0"
+NAMESPACE = "default"
+PG_PASSWORD = "runway-stack-pw"  # loopback PostgreSQL trusts; the value only travels
+IMAGE = "runway-example/user-code:1"
+LOCATION = "runway_example"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    last: object = None
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout:g}s: {last}")
+
+
+def wait_port(port: int, timeout: float = 60.0, proc: Optional[subprocess.Popen] = None) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode} before listening")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: str
+
+    def tail(self, n: int = 4000) -> str:
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class Options:
+    """What to run. `launcher` is `runway-k8s`, `runway-celery-k8s` or `stock-k8s` (the
+    stock dagster-k8s K8sRunLauncher, for comparisons)."""
+
+    launcher: str = "runway-k8s"
+    job_file: str = os.path.join(ROOT, "scripts", "example_jobs.py")
+    workers: tuple[str, ...] = ()  # one `runway worker -Q <queue>` each
+    webserver: bool = False
+    database: Optional[str] = None  # None: a fresh one, dropped at the end
+    keep_database: bool = False
+    max_concurrent_runs: int = -1
+    start_timeout_seconds: int = 180
+    cancel_timeout_seconds: int = 60
+    poll_interval_seconds: int = 5
+    max_resume_run_attempts: int = 1
+    images: str = "*,!*.invalid/*"
+    node_cpu_millis: int = 64_000
+    pause_kubelet: bool = False
+    serve_args: tuple[str, ...] = ()
+    extra_launcher_config: dict = field(default_factory=dict)
+    work_dir: Optional[str] = None
+
+
+class Stack:
+    def __init__(self, options: Options = Options(), *, cluster: Optional["Stack"] = None):
+        """With `cluster`, shares that stack's dev cluster and `runway serve` (a second
+        Dagster instance on the same control plane)."""
+        self.o = options
+        self.shared = cluster
+        self.procs: list[Proc] = []
+        self._exit = contextlib.ExitStack()
+        self.work = options.work_dir or tempfile.mkdtemp(prefix="runway-stack-")
+        os.makedirs(self.work, exist_ok=True)
+        self.home = os.path.join(self.work, "dagster_home")
+        os.makedirs(self.home, exist_ok=True)
+        self.env = dict(os.environ, DAGSTER_HOME=self.home, DAGSTER_PG_PASSWORD=PG_PASSWORD,
+                        PYTHONUNBUFFERED="1")
+        # The pods are local processes: `dagster` and the venv's Python come first on PATH,
+        # as an image would have them.
+        self.env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + self.env["PATH"]
+        self.kubeconfig = ""
+        self.endpoint = ""
+        self.serve_http = ""
+        self.cluster_url = ""
+        self.worker_http: dict[str, str] = {}
+        self.webserver_url = ""
+        self.database = ""
+        self.instance = None
+
+    # --- processes -------------------------------------------------------------------------
+
+    def start(self, name: str, argv: list[str], **kw) -> Proc:
+        log = os.path.join(self.work, f"{name}.log")
+        out = open(log, "ab")
+        popen = subprocess.Popen(argv, stdout=kw.pop("stdout", out), stderr=out, env=self.env,
+                                 cwd=self.work, start_new_session=True, **kw)
+        out.close()
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def stop_proc(self, proc: Proc, timeout: float = 30.0) -> int:
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait()
+        if proc.popen.stdout:
+            proc.popen.stdout.close()
+        return proc.popen.returncode
+
+    def _first_line(self, proc: Proc, what: str, timeout: float = 60.0) -> str:
+        # The Runway binaries print one line with their addresses on stdout.
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(proc.popen.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            raise RuntimeError(f"{proc.name} printed nothing in {timeout:g}s:\n{proc.tail()}")
+        line = proc.popen.stdout.readline()
+        if what not in line:
+            raise RuntimeError(f"{proc.name} did not start: {line!r}\n{proc.tail()}")
+        return line
+
+    # --- parts -----------------------------------------------------------------------------
+
+    def _dev_cluster(self) -> None:
+        self.kubeconfig = os.path.join(self.work, "kubeconfig")
+        argv = [RUNWAY_BIN, "dev-cluster", "--listen", "127.0.0.1:0", "--kubeconfig",
+                self.kubeconfig, "--kubelet", "process", "--images", self.o.images,
+                "--node-cpu-millis", str(self.o.node_cpu_millis)]
+        if self.o.pause_kubelet:
+            argv.append("--pause-kubelet")
+        proc = self.start("dev-cluster", argv, stdout=subprocess.PIPE, text=True)
+        line = self._first_line(proc, "listening on")
+        self.cluster_url = re.search(r"(https?://\S+)", line).group(1)
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=self.kubeconfig)
+        core = client.CoreV1Api(api)
+        try:
+            core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "default"}})
+        except client.ApiException as e:
+            if e.status != 409:  # a real cluster makes it with the namespace
+                raise
+        core.create_namespaced_config_map(
+            NAMESPACE, {"metadata": {"name": "dagster-instance"}, "data": {"dagster.yaml": "{}"}})
+        core.create_namespaced_secret(NAMESPACE, {
+            "metadata": {"name": "dagster-postgresql-secret"},
+            "stringData": {"postgresql-password": PG_PASSWORD}})
+        api.close()
+
+    def _serve(self) -> None:
+        argv = [RUNWAY_BIN, "serve", "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
+                f"--kubeconfig={self.kubeconfig}", f"--namespace={NAMESPACE}",
+                "--kube-qps=0", "--log-format=text", f"--broker-url={BROKER}",
+                f"--result-backend={BACKEND}", *self.o.serve_args]
+        proc = self.start("runway-serve", argv, stdout=subprocess.PIPE, text=True)
+        line = self._first_line(proc, "listening on")
+        m = re.match(r"runway serve listening on (\S+) \(gRPC\) and (http://\S+) ", line)
+        if not m:
+            raise RuntimeError(f"runway serve printed {line!r}")
+        self.endpoint, self.serve_http = m.group(1), m.group(2)
+        wait_http(f"{self.serve_http}/ready")
+
+    def _worker(self, queue: str) -> None:
+        argv = [RUNWAY_BIN, "worker", "-Q", queue, "--broker-url", BROKER,
+                "--result-backend", BACKEND, "--kubeconfig", self.kubeconfig,
+                "--namespace", NAMESPACE, "--http-listen", "127.0.0.1:0",
+                "--hostname", f"runway@{queue}", "--log-format", "text",
+                "--shutdown-grace-secs", "5", "--task-events"]
+        proc = self.start(f"runway-worker-{queue}", argv, stdout=subprocess.PIPE, text=True)
+        line = self._first_line(proc, "consuming")
+        http = "http://" + line.rsplit("http://", 1)[1].strip().rstrip(")")
+        wait_http(f"{http}/ready")
+        self.worker_http[queue] = http
+
+    def _database(self) -> None:
+        import psycopg2
+
+        self.database = self.o.database or f"runway_stack_{uuid.uuid4().hex[:8]}"
+        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+        if not cur.fetchone():
+            cur.execute(f'CREATE DATABASE "{self.database}"')
+        conn.close()
+        if not self.o.keep_database:
+            self._exit.callback(self._drop_database)
+
+    def _drop_database(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        conn.close()
+
+    def launcher_config(self) -> dict:
+        common = {
+            "instance_config_map": "dagster-instance",
+            "postgres_password_secret": "dagster-postgresql-secret",
+            "dagster_home": self.home,
+            "load_incluster_config": False,
+            "kubeconfig_file": self.kubeconfig,
+            "job_namespace": NAMESPACE,
+            # K8sRunLauncher requires it (a str, compat errata 1).
+            "service_account_name": "default",
+        }
+        runway = {"runway_endpoint": self.endpoint}
+        if self.o.launcher == "runway-k8s":
+            module, cls, config = "dagster_runway", "RunwayK8sRunLauncher", {**common, **runway}
+        elif self.o.launcher == "runway-celery-k8s":
+            module, cls = "dagster_runway", "RunwayCeleryK8sRunLauncher"
+            config = {**common, **runway, "broker": BROKER, "backend": BACKEND}
+        elif self.o.launcher == "stock-k8s":
+            module, cls, config = "dagster_k8s", "K8sRunLauncher", common
+        else:
+            raise ValueError(f"launcher {self.o.launcher!r}: expected runway-k8s,"
+                             " runway-celery-k8s or stock-k8s")
+        config.update(self.o.extra_launcher_config)
+        return {"module": module, "class": cls, "config": config}
+
+    def _dagster_yaml(self) -> None:
+        import yaml
+
+        doc = {
+            "storage": {"postgres": {"postgres_db": {
+                "username": "postgres", "password": {"env": "DAGSTER_PG_PASSWORD"},
+                "hostname": "127.0.0.1", "db_name": self.database, "port": 5432,
+                # psycopg2, which dagster-postgres installs (compat errata 12).
+                "scheme": "postgresql+psycopg2"}}},
+            "run_coordinator": {"module": "dagster._core.run_coordinator",
+                                "class": "QueuedRunCoordinator",
+                                "config": {"max_concurrent_runs": self.o.max_concurrent_runs,
+                                           "dequeue_interval_seconds": 1}},
+            "run_launcher": self.launcher_config(),
+            "run_monitoring": {"enabled": True,
+                               "start_timeout_seconds": self.o.start_timeout_seconds,
+                               "cancel_timeout_seconds": self.o.cancel_timeout_seconds,
+                               "poll_interval_seconds": self.o.poll_interval_seconds,
+                               "max_resume_run_attempts": self.o.max_resume_run_attempts},
+            "telemetry": {"enabled": False},
+        }
+        with open(os.path.join(self.home, "dagster.yaml"), "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+
+    def _code_location(self) -> None:
+        port = free_port()
+        argv = [sys.executable, "-m", "dagster", "api", "grpc", "--python-file", self.o.job_file,
+                "--working-directory", os.path.dirname(self.o.job_file), "--host", "127.0.0.1",
+                "--port", str(port), "--location-name", LOCATION, "--container-image", IMAGE,
+                "--use-python-environment-entry-point"]
+        proc = self.start("code-location", argv)
+        wait_port(port, timeout=120, proc=proc.popen)
+        self.workspace = os.path.join(self.work, "workspace.yaml")
+        with open(self.workspace, "w") as f:
+            f.write("load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+                    f"      port: {port}\n      location_name: {LOCATION}\n")
+
+    def _daemon(self) -> None:
+        self.daemon = self.start("dagster-daemon", [
+            os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run",
+            "-w", self.workspace])
+
+    def _webserver(self) -> None:
+        port = free_port()
+        proc = self.start("dagster-webserver", [
+            os.path.join(os.path.dirname(sys.executable), "dagster-webserver"),
+            "-h", "127.0.0.1", "-p", str(port), "-w", self.workspace])
+        self.webserver_url = f"http://127.0.0.1:{port}"
+        wait_port(port, timeout=120, proc=proc.popen)
+        wait_http(f"{self.webserver_url}/server_info", timeout=120)
+
+    def __enter__(self) -> "Stack":
+        try:
+            if self.shared is None:
+                self._dev_cluster()
+                self._serve()
+            else:
+                self.kubeconfig, self.endpoint = self.shared.kubeconfig, self.shared.endpoint
+                self.serve_http, self.cluster_url = self.shared.serve_http, self.shared.cluster_url
+            for q in self.o.workers:
+                self._worker(q)
+            self._database()
+            self._dagster_yaml()
+            self._code_location()
+            self._daemon()
+            if self.o.webserver:
+                self._webserver()
+            from dagster import DagsterInstance
+
+            # The instance in this process reads the same dagster.yaml.
+            os.environ["DAGSTER_PG_PASSWORD"] = PG_PASSWORD
+            self.instance = DagsterInstance.from_config(self.home)
+            self._exit.callback(self.instance.dispose)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> dict[str, int]:
+        """Stops everything (Dagster first, then the workers, serve, the cluster) and
+        returns each program's exit status."""
+        codes = {}
+        self._exit.close()
+        for proc in reversed(self.procs):
+            codes[proc.name] = self.stop_proc(proc)
+        self.procs.clear()
+        if not self.o.work_dir:
+            shutil.rmtree(self.work, ignore_errors=True)
+        return codes
+
+    # --- Dagster ---------------------------------------------------------------------------
+
+    def submit(self, job_name: str, count: int = 1, tags: Optional[dict] = None,
+               run_config: Optional[dict] = None) -> list[str]:
+        """Creates and submits runs as the webserver's launch button does; with the
+        QueuedRunCoordinator they are QUEUED until the daemon takes them."""
+        from dagster._cli.job import _create_run
+        from dagster._core.workspace.context import WorkspaceProcessContext
+        from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+        ids = []
+        with WorkspaceProcessContext(self.instance, WorkspaceFileTarget([self.workspace])) as ctx:
+            request = ctx.create_request_context()
+            location = request.get_code_location(LOCATION)
+            [repo] = location.get_repositories().values()
+            remote_job = repo.get_full_job(job_name)
+            for _ in range(count):
+                run = _create_run(instance=self.instance, code_location=location,
+                                  remote_repo=repo, remote_job=remote_job,
+                                  run_config=run_config or {}, tags=tags or {},
+                                  op_selection=None, run_id=None)
+                self.instance.submit_run(run.run_id, request)
+                ids.append(run.run_id)
+        return ids
+
+    def wait(self, run_ids, timeout: float = 180.0, until=None):
+        """The runs once `until(run)` (default: finished) holds for all, else an error with
+        the event logs and the programs' logs."""
+        until = until or (lambda r: r.is_finished)
+        deadline = time.time() + timeout
+        while True:
+            runs = [self.instance.get_run_by_id(r) for r in run_ids]
+            if all(until(r) for r in runs):
+                return runs
+            if time.time() > deadline:
+                raise AssertionError(f"runs not done after {timeout:g}s:\n"
+                                     + self.debug(run_ids))
+            time.sleep(0.3)
+
+    def debug(self, run_ids) -> str:
+        lines = []
+        for run_id in list(run_ids)[:5]:
+            run = self.instance.get_run_by_id(run_id)
+            lines.append(f"=== run {run_id} {run.job_name if run else '?'} "
+                         f"{run.status if run else 'missing'}")
+            for r in self.instance.all_logs(run_id):
+                ev = r.dagster_event if r.is_dagster_event else None
+                msg = (ev.message if ev and ev.message else r.user_message) or ""
+                lines.append(f"  {ev.event_type_value if ev else 'LOG'} {r.step_key or ''}"
+                             f" {msg[:400]}")
+        for proc in self.procs:
+            lines.append(f"=== {proc.name} (exit {proc.popen.poll()})")
+            lines.append(proc.tail(2500))
+        return "\n".join(lines)
+
+    def kube(self):
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=self.kubeconfig)
+
+    def faults(self, **settings) -> dict:
+        """The dev cluster's fault switches, named as its API names them (pauseKubelet=True)."""
+        req = urllib.request.Request(f"{self.cluster_url}/runway/v1/faults",
+                                     data=json.dumps(settings).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+
+
+def celery_run_config(stack: Stack, queue: str) -> dict:
+    """The celery_k8s_job_executor's run config: its image, namespace and cluster, and the
+    queue for every op without a `dagster-celery/queue` tag."""
+    return {"execution": {"config": {
+        "job_image": IMAGE,
+        "job_namespace": NAMESPACE,
+        "load_incluster_config": False,
+        "kubeconfig_file": stack.kubeconfig,
+        "broker": BROKER,
+        "backend": BACKEND,
+        "config_source": {"task_default_queue": queue},
+        "job_wait_timeout": 300.0,
+    }}}
