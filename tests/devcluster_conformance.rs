@@ -673,3 +673,78 @@ async fn simulated_kubelet_and_ttl_on_a_virtual_clock() {
     }
     t.finish().await;
 }
+
+#[tokio::test]
+async fn orphaned_pods_lose_their_owner_and_tracking_finalizer() {
+    let t = target("conf-orphan").await;
+    let jobs: Api<Job> = Api::namespaced(t.client.clone(), &t.ns);
+    jobs.create(&PostParams::default(), &seed_job("orphaner", "sleep 30"))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    let by_job = ListParams::default().labels("job-name=orphaner");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let pod = loop {
+        let list = pods.list(&by_job).await.unwrap();
+        if let Some(p) = list.items.into_iter().next() {
+            break p;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no pod was created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let name = pod.metadata.name.clone().unwrap();
+    let finalizers = pod.metadata.finalizers.clone().unwrap_or_default();
+    assert!(
+        finalizers
+            .iter()
+            .any(|f| f == "batch.kubernetes.io/job-tracking"),
+        "{finalizers:?}"
+    );
+
+    // What dagster-k8s's delete_job does: the pod outlives its Job.
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    jobs.delete("orphaner", &orphan).await.unwrap();
+    let released = loop {
+        let p = pods.get(&name).await.unwrap();
+        let owned = p
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|r| !r.is_empty());
+        let tracked = p
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| !f.is_empty());
+        if !owned && !tracked {
+            break p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphan kept its owner or finalizer: {:?}",
+            p.metadata
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(released.metadata.deletion_timestamp.is_none());
+    assert!(jobs.get_opt("orphaner").await.unwrap().is_none());
+
+    // Without the finalizer the orphan can now go for good.
+    pods.delete(&name, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    loop {
+        if pods.get_opt(&name).await.unwrap().is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} was never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.finish().await;
+}

@@ -111,6 +111,7 @@ impl Cluster {
                     at: None,
                     after: None,
                     limit: 0,
+                    labels: &[],
                 };
                 store
                     .list(&q, |_| true)
@@ -611,17 +612,7 @@ impl Cluster {
         if uid.is_empty() {
             return Vec::new();
         }
-        let q = ListQuery {
-            kind: Kind::Pod,
-            namespace: Some(namespace),
-            at: None,
-            after: None,
-            limit: 0,
-        };
-        store
-            .list(&q, |p| owned_by(p, uid))
-            .map(|page| page.items)
-            .unwrap_or_default()
+        store.owned_by(Kind::Pod, namespace, uid)
     }
 
     /// Garbage collection after an object is gone: a Foreground owner whose
@@ -675,6 +666,7 @@ impl Cluster {
                 at: None,
                 after: None,
                 limit: 0,
+                labels: &[],
             };
             let items = store
                 .list(&q, |_| true)

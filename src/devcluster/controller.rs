@@ -58,6 +58,10 @@ struct State {
     timed: BTreeSet<JobKey>,
     /// Earliest time (ms) a Job may create pods again after a failure.
     backoff_until: HashMap<String, i64>,
+    /// Pods with the tracking finalizer and no controlling Job (an Orphan
+    /// delete strips the owner reference): kube-controller-manager releases
+    /// them at once, or they could never be deleted.
+    orphans: BTreeSet<JobKey>,
 }
 
 /// Runs until `stop` turns true.
@@ -105,6 +109,13 @@ pub async fn run_job_controller(
         for key in dirty {
             reconcile(&cluster, &config, &mut state, &key);
         }
+        for (ns, name) in std::mem::take(&mut state.orphans) {
+            if let Ok(pod) = cluster.get(Kind::Pod, &ns, &name) {
+                if controller_owner(&pod).is_none() {
+                    release_finalizer(&cluster, &pod);
+                }
+            }
+        }
     }
 }
 
@@ -146,6 +157,9 @@ fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Value) {
         }
         Kind::Pod => {
             let Some((owner_uid, owner_name)) = controller_owner(obj) else {
+                if ty != EventType::Deleted && has_tracking_finalizer(obj) {
+                    state.orphans.insert(ns_name(obj));
+                }
                 return;
             };
             let (ns, name) = ns_name(obj);
@@ -472,7 +486,7 @@ fn release_orphans(cluster: &Cluster, state: &mut State, key: &JobKey) {
     let pods = state.pods_by_owner.get(&uid).cloned().unwrap_or_default();
     for (ns, name) in &pods {
         if let Ok(pod) = cluster.get(Kind::Pod, ns, name) {
-            if controller_owner(&pod).is_some_and(|(u, _)| u == uid) {
+            if controller_owner(&pod).is_none_or(|(u, _)| u == uid) {
                 release_finalizer(cluster, &pod);
             }
         }
@@ -483,11 +497,14 @@ fn release_orphans(cluster: &Cluster, state: &mut State, key: &JobKey) {
     }
 }
 
-fn release_finalizer(cluster: &Cluster, pod: &Value) {
-    let has = pod["metadata"]["finalizers"]
+fn has_tracking_finalizer(pod: &Value) -> bool {
+    pod["metadata"]["finalizers"]
         .as_array()
-        .is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER));
-    if !has {
+        .is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER))
+}
+
+fn release_finalizer(cluster: &Cluster, pod: &Value) {
+    if !has_tracking_finalizer(pod) {
         return;
     }
     let (ns, name) = ns_name(pod);

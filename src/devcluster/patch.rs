@@ -53,7 +53,11 @@ impl PatchType {
         } else if media.eq_ignore_ascii_case("application/apply-patch+yaml") {
             PatchType::Apply
         } else {
-            return Err(ApiError::unsupported_media_type(ct));
+            return Err(ApiError::unsupported_media_type(
+                ct,
+                "application/json-patch+json, application/merge-patch+json, \
+                 application/strategic-merge-patch+json, application/apply-patch+yaml",
+            ));
         };
         Ok(ty)
     }

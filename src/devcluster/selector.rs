@@ -245,6 +245,19 @@ impl LabelSelector {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
     }
 
+    /// The `key=value` terms (and single-value `in`) every match has: what a
+    /// store can look up in a label index before testing the rest.
+    pub fn equalities(&self) -> Vec<(&str, &str)> {
+        self.requirements
+            .iter()
+            .filter_map(|r| match &r.op {
+                Op::Equals(v) | Op::DoubleEquals(v) => Some((r.key.as_str(), v.as_str())),
+                Op::In(set) if set.len() == 1 => Some((r.key.as_str(), set[0].as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// [`LabelSelector::matches`] on an object's `metadata.labels`.
     pub fn matches_object(&self, obj: &Value) -> bool {
         let labels = obj

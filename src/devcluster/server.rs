@@ -258,7 +258,16 @@ async fn handle_inner(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Re
         Route::OpenApi => return Err(ApiError::no_route()),
         Route::Faults => faults_endpoint(shared, &method, &body)?,
         Route::Collection { kind, namespace } => {
-            collection(shared, &method, kind, namespace.as_deref(), &query, &body).await?
+            collection(
+                shared,
+                &method,
+                kind,
+                namespace.as_deref(),
+                &query,
+                &body,
+                &content_type,
+            )
+            .await?
         }
         Route::Item {
             kind,
@@ -317,10 +326,28 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
     Ok(collected.to_bytes())
 }
 
-fn parse_json_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
-    })
+/// Decodes a create, update or delete body by its Content-Type. kube-apiserver
+/// also takes protobuf; the dev cluster serves JSON only, and says so with the
+/// 415 a real server gives for a media type it does not know, rather than a 400
+/// that reads as if the object itself were malformed.
+fn parse_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let is = |m: &str| media.eq_ignore_ascii_case(m);
+    if media.is_empty() || is("application/json") || is("*/*") {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
+        })
+    } else if is("application/yaml") {
+        serde_yaml::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request is not valid YAML: {e}"))
+        })
+    } else {
+        Err(ApiError::unsupported_media_type(
+            content_type,
+            "application/json, application/yaml (this dev cluster does not decode \
+             application/vnd.kubernetes.protobuf; send JSON, e.g. kubectl create -f FILE)",
+        ))
+    }
 }
 
 fn faults_endpoint(shared: &Shared, method: &Method, body: &[u8]) -> Result<Resp, ApiError> {
@@ -403,6 +430,7 @@ async fn collection(
     namespace: Option<&str>,
     q: &Query,
     body: &[u8],
+    content_type: &str,
 ) -> Result<Resp, ApiError> {
     let dry_run = q.get("dryRun") == Some("All");
     match *method {
@@ -414,14 +442,14 @@ async fn collection(
             } else {
                 ""
             };
-            let obj = parse_json_body(body)?;
+            let obj = parse_body(body, content_type)?;
             let created = shared.cluster.create(kind, ns, obj, dry_run)?;
             commit_then_fail(shared)?;
             Ok(json_response(201, &with_type_meta(kind, &created)))
         }
         Method::DELETE => {
             let sel = Selectors::parse(kind, q)?;
-            let opts = delete_options(q, body)?;
+            let opts = delete_options(q, body, content_type)?;
             let page = shared.cluster.list(
                 &ListQuery {
                     kind,
@@ -429,6 +457,7 @@ async fn collection(
                     at: None,
                     after: None,
                     limit: 0,
+                    labels: &sel.label.equalities(),
                 },
                 |o| sel.matches(o),
             )?;
@@ -512,6 +541,7 @@ fn list(shared: &Shared, kind: Kind, namespace: Option<&str>, q: &Query) -> Resu
             at,
             after: after.as_ref(),
             limit,
+            labels: &sel.label.equalities(),
         },
         |o| sel.matches(o),
     )?;
@@ -624,6 +654,7 @@ fn watch(
                         at: None,
                         after: None,
                         limit: 0,
+                        labels: &sel.label.equalities(),
                     },
                     |o| sel.matches(o),
                 )
@@ -755,7 +786,7 @@ async fn item(
     let obj = match *method {
         Method::GET => c.get(t.kind, t.namespace, t.name)?,
         Method::PUT => {
-            let new = parse_json_body(body)?;
+            let new = parse_body(body, content_type)?;
             let o = c.update(t.kind, t.namespace, t.name, new, status_only, dry_run)?;
             commit_then_fail(shared)?;
             o
@@ -767,7 +798,7 @@ async fn item(
             o
         }
         Method::DELETE if t.sub == Sub::None => {
-            let mut opts = delete_options(q, body)?;
+            let mut opts = delete_options(q, body, content_type)?;
             opts.dry_run |= dry_run;
             let deleted = c.delete(t.kind, t.namespace, t.name, &opts)?;
             commit_then_fail(shared)?;
@@ -790,7 +821,7 @@ async fn item(
     Ok(json_response(200, &with_type_meta(t.kind, &obj)))
 }
 
-fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+fn delete_options(q: &Query, body: &[u8], content_type: &str) -> Result<DeleteOptions, ApiError> {
     let mut opts = DeleteOptions::default();
     let parse_policy = |s: &str| match s {
         "Orphan" => Ok(Propagation::Orphan),
@@ -802,7 +833,7 @@ fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
         ))),
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let v = parse_json_body(body)?;
+        let v = parse_body(body, content_type)?;
         if let Some(p) = v["propagationPolicy"].as_str() {
             opts.propagation = Some(parse_policy(p)?);
         }

@@ -129,11 +129,13 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> ApiError {
+    /// 415, listing what the endpoint takes: `accepted` is a comma-separated
+    /// list of media types, as kube-apiserver words it.
+    pub fn unsupported_media_type(content_type: &str, accepted: &str) -> ApiError {
         ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {content_type:?}"),
+            format!("the body of the request was in an unknown format - accepted media types include: {accepted}; got {content_type:?}"),
         )
     }
 

@@ -3,7 +3,7 @@
 //! of changes that serves watch resumption and lists at an older revision.
 //! Synchronous and pure: the server wraps it in a lock and fans events out.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -114,6 +114,10 @@ pub struct ListQuery<'a> {
     pub after: Option<&'a Key>,
     /// At most this many matching items; 0 means no limit.
     pub limit: usize,
+    /// `key=value` label terms every item must satisfy (on top of the
+    /// caller's filter). Current-revision lists read only the objects the
+    /// label index holds for the rarest term instead of the whole kind.
+    pub labels: &'a [(&'a str, &'a str)],
 }
 
 #[derive(Debug)]
@@ -124,7 +128,17 @@ pub struct Store {
     /// Revisions at or below this are no longer in the log.
     compacted: u64,
     history: usize,
+    /// Current objects by label key, then value: Dagster and the Job
+    /// controller list pods by `job-name=` or `dagster/run-id=`, and a scan of
+    /// every pod per list made those lists grow with the cluster.
+    by_label: HashMap<String, HashMap<String, BTreeSet<Key>>>,
+    /// Current objects by the uid of each of their owner references, for the
+    /// garbage collector's dependents.
+    by_owner: HashMap<String, BTreeSet<Key>>,
 }
+
+/// What no label index entry holds.
+static NO_KEYS: BTreeSet<Key> = BTreeSet::new();
 
 impl Store {
     pub fn new(config: StoreConfig) -> Store {
@@ -135,6 +149,8 @@ impl Store {
             log: VecDeque::new(),
             compacted: start,
             history: config.history.max(1),
+            by_label: HashMap::new(),
+            by_owner: HashMap::new(),
         }
     }
 
@@ -169,6 +185,7 @@ impl Store {
         let rev = self.next_rev();
         stamp(&mut obj, rev);
         let obj = Arc::new(obj);
+        self.index(&key, &obj);
         self.objects.insert(key, obj.clone());
         Ok(self.record(rev, kind, EventType::Added, obj, None))
     }
@@ -194,6 +211,11 @@ impl Store {
         let rev = self.next_rev();
         stamp(&mut obj, rev);
         let obj = Arc::new(obj);
+        let (old, new) = (&prev["metadata"], &obj["metadata"]);
+        if old["labels"] != new["labels"] || old["ownerReferences"] != new["ownerReferences"] {
+            self.unindex(&key, &prev);
+            self.index(&key, &obj);
+        }
         self.objects.insert(key, obj.clone());
         Ok(self.record(rev, kind, EventType::Modified, obj, Some(prev)))
     }
@@ -210,6 +232,7 @@ impl Store {
             .objects
             .remove(&key)
             .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
+        self.unindex(&key, &prev);
         let rev = self.next_rev();
         let mut last = (*prev).clone();
         stamp(&mut last, rev);
@@ -237,25 +260,31 @@ impl Store {
         };
         let in_scope =
             |k: &Key| k.kind == q.kind as u8 && q.namespace.is_none_or(|ns| k.namespace == ns);
-        let snapshot;
-        let source: &BTreeMap<Key, Obj> = if at == self.rev {
-            &self.objects
-        } else {
-            snapshot = self.snapshot(q.kind, at)?;
-            &snapshot
-        };
         let start = match q.after {
             Some(after) if *after >= lo => std::ops::Bound::Excluded(after.clone()),
             _ => std::ops::Bound::Included(lo),
         };
+        let range = (start, std::ops::Bound::Unbounded);
+        let snapshot;
+        let source: Box<dyn Iterator<Item = (&Key, &Obj)>> = if at != self.rev {
+            snapshot = self.snapshot(q.kind, at)?;
+            Box::new(snapshot.range(range))
+        } else if let Some(keys) = self.rarest(q.labels) {
+            Box::new(
+                keys.range(range)
+                    .filter_map(|k| self.objects.get_key_value(k)),
+            )
+        } else {
+            Box::new(self.objects.range(range))
+        };
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0u64;
-        for (key, obj) in source.range((start, std::ops::Bound::Unbounded)) {
+        for (key, obj) in source {
             if !in_scope(key) {
                 break;
             }
-            if !keep(obj) {
+            if !has_labels(obj, q.labels) || !keep(obj) {
                 continue;
             }
             if q.limit > 0 && items.len() == q.limit {
@@ -276,6 +305,74 @@ impl Store {
             next,
             remaining,
         })
+    }
+
+    /// Current objects of `kind` in `namespace` with an owner reference to
+    /// `uid`, in key order.
+    pub fn owned_by(&self, kind: Kind, namespace: &str, uid: &str) -> Vec<Obj> {
+        let lo = Key::new(kind, namespace, "");
+        self.by_owner
+            .get(uid)
+            .into_iter()
+            .flat_map(|keys| keys.range(&lo..))
+            .take_while(|k| k.kind == kind as u8 && k.namespace == namespace)
+            .filter_map(|k| self.objects.get(k).cloned())
+            .collect()
+    }
+
+    /// The index entry of the term with the fewest objects; `None` when
+    /// there are no terms (scan the kind).
+    fn rarest(&self, terms: &[(&str, &str)]) -> Option<&BTreeSet<Key>> {
+        terms
+            .iter()
+            .map(|(k, v)| {
+                self.by_label
+                    .get(*k)
+                    .and_then(|values| values.get(*v))
+                    .unwrap_or(&NO_KEYS)
+            })
+            .min_by_key(|keys| keys.len())
+    }
+
+    fn index(&mut self, key: &Key, obj: &Value) {
+        for (k, v) in labels_of(obj) {
+            self.by_label
+                .entry(k.to_owned())
+                .or_default()
+                .entry(v.to_owned())
+                .or_default()
+                .insert(key.clone());
+        }
+        for uid in owner_uids(obj) {
+            self.by_owner
+                .entry(uid.to_owned())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    fn unindex(&mut self, key: &Key, obj: &Value) {
+        for (k, v) in labels_of(obj) {
+            if let Some(values) = self.by_label.get_mut(k) {
+                if let Some(keys) = values.get_mut(v) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        values.remove(v);
+                    }
+                }
+                if values.is_empty() {
+                    self.by_label.remove(k);
+                }
+            }
+        }
+        for uid in owner_uids(obj) {
+            if let Some(keys) = self.by_owner.get_mut(uid) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_owner.remove(uid);
+                }
+            }
+        }
     }
 
     /// Every change after `rev`, oldest first; 410 Expired when compacted.
@@ -350,6 +447,28 @@ impl Store {
         }
         Ok(map)
     }
+}
+
+/// String-valued labels; anything else is equal to no selector value.
+fn labels_of(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
+    obj["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+}
+
+fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str())
+}
+
+fn has_labels(obj: &Value, terms: &[(&str, &str)]) -> bool {
+    let labels = &obj["metadata"]["labels"];
+    terms.iter().all(|(k, v)| labels[*k].as_str() == Some(*v))
 }
 
 /// The revision stamped on a stored object.
