@@ -755,13 +755,6 @@ pub fn ns_name(obj: &Value) -> (String, String) {
     )
 }
 
-/// Whether `obj` has an owner reference to `uid`.
-pub fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
-}
-
 fn remove_owner(obj: &mut Value, uid: &str) {
     if let Some(meta) = obj["metadata"].as_object_mut() {
         if let Some(Value::Array(refs)) = meta.get_mut("ownerReferences") {
