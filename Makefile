@@ -15,13 +15,18 @@ bootstrap:
 fmt:
 	$(CARGO) fmt --all -- --check
 
+# Twice: the workspace as the tests build it (the `dev-cluster` feature on),
+# and the production build of `runway` (no dev cluster, no bench).
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# One build of every target with every feature (the binary the Python tests
+# run has `runway dev-cluster`), then every Rust test of the workspace.
 rust-test:
-	$(CARGO) build --bin runway --tests
-	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --no-fail-fast; \
-	else $(CARGO) test --no-fail-fast; fi
+	$(CARGO) build --workspace --all-targets --all-features
+	@if command -v cargo-nextest >/dev/null; then $(CARGO) nextest run --workspace --all-features --no-fail-fast; \
+	else $(CARGO) test --workspace --all-features --no-fail-fast; fi
 
 # Python-side tests: the generated field table against the Kubernetes client,
 # and parity of `runway render` with the real dagster-k8s on the generated corpus.
@@ -38,10 +43,10 @@ chart:
 
 # Speed of rendering, side by side with the Python path in the same run.
 bench:
-	$(CARGO) build --release --bin runway
+	$(CARGO) build --release -p runway --features dev-cluster
 	$(PY) benches/compare_render.py --runway target/release/runway
-	$(CARGO) bench --bench render
-	$(CARGO) bench --bench devcluster
+	$(CARGO) bench -p runway-core --bench render
+	$(CARGO) bench -p runway-devcluster --bench devcluster
 	target/release/runway bench index --runs 100000
 	target/release/runway bench launch --python .venv/bin/python
 	target/release/runway bench publish --python .venv/bin/python

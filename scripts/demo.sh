@@ -30,6 +30,6 @@ stop_services() {
 if ! $keep && [ ${#started[@]} -gt 0 ]; then trap stop_services EXIT; fi
 
 scripts/bootstrap.sh
-echo "==> cargo build --release --bin runway"
-cargo build --quiet --release --bin runway
+echo "==> cargo build --release -p runway --features dev-cluster"
+cargo build --quiet --release -p runway --features dev-cluster
 RUNWAY_BIN=target/release/runway .venv/bin/python scripts/demo.py "$@"

@@ -136,7 +136,7 @@ def runway_results(corpus, corpus_dir):
     binary = runway_bin()
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         pytest.fail(
-            f"runway binary not found at {binary}: build it with `cargo build` (or set RUNWAY_BIN "
+            f"runway binary not found at {binary}: build it with `cargo build -p runway --features dev-cluster` (or set RUNWAY_BIN "
             "to the binary) before running the parity comparison",
             pytrace=False,
         )

@@ -706,7 +706,7 @@ def _self_signed() -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def dev_cluster():
     """`runway dev-cluster` on a free loopback port, with the seed's namespace."""
-    assert os.path.exists(RUNWAY_BIN), f"{RUNWAY_BIN} not built (cargo build --bin runway)"
+    assert os.path.exists(RUNWAY_BIN), f"{RUNWAY_BIN} not built (cargo build -p runway --features dev-cluster)"
     with start_dev_cluster() as path:
         from kubernetes import client, config
         api = config.new_client_from_config(config_file=path)

@@ -1,0 +1,227 @@
+//! Dev cluster throughput, measured with the real kube-rs client over HTTP:
+//! Job creates per second with a watch open while every pod runs to completion
+//! in simulated mode, watch-event latency (create answered -> ADDED seen), and
+//! memory per stored object. Prints one JSON line.
+//!
+//! `cargo bench --bench devcluster -- [JOBS] [CONCURRENCY]` (defaults 10000, 64).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+
+use runway_devcluster::kubelet::KubeletMode;
+use runway_devcluster::{DevCluster, DevClusterConfig};
+
+// The allocator the `runway` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn job(name: &str) -> Job {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"dagster/run-id": name}},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": {"runway.dev/duration-ms": "0"}},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "dagster", "image": "busybox:1.36",
+                "command": ["dagster"], "args": ["api", "execute_run", "{}"]}]}}}
+    }))
+    .unwrap()
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let jobs_n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let concurrency: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(jobs_n, concurrency));
+}
+
+async fn run(jobs_n: usize, concurrency: usize) {
+    let mut config = DevClusterConfig::default();
+    config.kubelet.mode = KubeletMode::Simulated;
+    config.kubelet.default_duration_ms = 0;
+    config.store.history = jobs_n * 20;
+    let rss_before = rss_bytes();
+    let dev = DevCluster::start("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let kubeconfig = Kubeconfig::from_yaml(&dev.kubeconfig()).unwrap();
+    let client = Client::try_from(
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let api: Api<Job> = Api::namespaced(client, "default");
+
+    // The watch: when each Job's ADDED and Complete arrive.
+    let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let (complete_tx, mut complete_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let rv = dev.cluster().revision().to_string();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(290), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let watch_task = {
+        let created_at = created_at.clone();
+        let latencies = latencies.clone();
+        tokio::spawn(async move {
+            let mut complete = 0;
+            while let Some(ev) = stream.next().await {
+                let seen = Instant::now();
+                match ev {
+                    Ok(WatchEvent::Added(j)) => {
+                        let name = j.metadata.name.unwrap_or_default();
+                        if let Some(t) = created_at.lock().unwrap().get(&name) {
+                            latencies
+                                .lock()
+                                .unwrap()
+                                .push((seen - *t).as_secs_f64() * 1e3);
+                        }
+                    }
+                    Ok(WatchEvent::Modified(j)) => {
+                        let done = j
+                            .status
+                            .and_then(|s| s.conditions)
+                            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Complete"));
+                        if done {
+                            complete += 1;
+                            if complete == jobs_n {
+                                let _ = complete_tx.send(()).await;
+                                return;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let api = api.clone();
+        let next = next.clone();
+        let created_at = created_at.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= jobs_n {
+                    return;
+                }
+                let name = format!("dagster-run-{i:08}");
+                let t = Instant::now();
+                api.create(&PostParams::default(), &job(&name))
+                    .await
+                    .unwrap();
+                // Latency runs from the moment the client sent the create.
+                created_at.lock().unwrap().insert(name, t);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    let create_secs = start.elapsed().as_secs_f64();
+    let completed = tokio::time::timeout(Duration::from_secs(280), complete_rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    let all_done_secs = start.elapsed().as_secs_f64();
+    watch_task.abort();
+    let mut saturated = latencies.lock().unwrap().clone();
+    saturated.sort_by(f64::total_cmp);
+
+    // Watch latency off saturation: one create at a time, each timed from the
+    // request to its ADDED event on an open watch.
+    let probe_n = 500;
+    let rv = dev.cluster().revision().to_string();
+    let mut probe = api
+        .watch(&WatchParams::default().timeout(120), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut lat = Vec::with_capacity(probe_n);
+    for i in 0..probe_n {
+        let name = format!("probe-{i:05}");
+        let t = Instant::now();
+        api.create(&PostParams::default(), &job(&name))
+            .await
+            .unwrap();
+        loop {
+            match probe.next().await {
+                Some(Ok(WatchEvent::Added(j))) if j.metadata.name.as_deref() == Some(&name) => {
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("probe watch ended"),
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+
+    let objects = dev.cluster().lock().len();
+    let rss_after = rss_bytes();
+    let line = json!({
+        "bench": "devcluster",
+        "jobs": jobs_n,
+        "concurrency": concurrency,
+        "creates_per_s": jobs_n as f64 / create_secs,
+        "all_complete": completed,
+        "jobs_completed_per_s": if completed { jobs_n as f64 / all_done_secs } else { 0.0 },
+        "watch_latency_ms_p50": percentile(&lat, 0.5),
+        "watch_latency_ms_p99": percentile(&lat, 0.99),
+        "watch_latency_probes": lat.len(),
+        "saturated_watch_latency_ms_p50": percentile(&saturated, 0.5),
+        "saturated_watch_latency_ms_p99": percentile(&saturated, 0.99),
+        "stored_objects": objects,
+        "bytes_per_stored_object": if objects > 0 {
+            rss_after.saturating_sub(rss_before) / objects as u64
+        } else {
+            0
+        },
+    });
+    println!("{line}");
+    dev.shutdown().await;
+}

@@ -1,0 +1,159 @@
+//! `runway worker`: the watches, the pool, the result backend, Celery
+//! events and the operations port, and their two-phase shutdown.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{bind, kube_client, node_name, Error};
+use crate::cluster::{KubeJobs, Tracker};
+use crate::metrics::Metrics;
+use crate::ops::{self, Probe};
+use crate::results::backend;
+use crate::worker::settings::WorkerArgs;
+
+/// A running `runway worker`.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    pub http_addr: std::net::SocketAddr,
+    pub hostname: String,
+    pub pool: Arc<crate::worker::Pool<KubeJobs>>,
+    pub tracker: Arc<Tracker>,
+    pub metrics: Arc<Metrics>,
+    probe: Arc<Probe>,
+    stop_pool: watch::Sender<bool>,
+    stop_background: watch::Sender<bool>,
+    pool_task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Starts the worker pool; returns once the operations port listens (the
+/// broker connection and the watches come up in the background).
+pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
+    use crate::worker::{pg::Pg, task::Ctx, wait, Pool, PoolConfig};
+    args.validate().map_err(Error::Settings)?;
+    let metrics = Arc::new(Metrics::new());
+    let client = kube_client(&args.kube, &metrics).await?;
+    let (stop_background, bg_rx) = watch::channel(false);
+    let (stop_pool, pool_rx) = watch::channel(false);
+    let tracker = Tracker::new(
+        args.kube.namespaces.clone(),
+        args.unschedulable_grace_secs,
+        1 << 16,
+        metrics.clone(),
+    );
+    let mut background = tracker.spawn(&client, bg_rx.clone());
+    let kube = KubeJobs {
+        client,
+        timeout: Duration::from_secs(args.kube.kube_timeout_secs.max(1)),
+    };
+    let (publish_tx, publish_rx) = watch::channel(None);
+    let backend = match backend::parse(&args.result_backend)
+        .map_err(|e| Error::Settings(format!("--result-backend: {e}")))?
+    {
+        backend::BackendUrl::Redis(c) => backend::Backend::Redis(backend::RedisBackend::new(
+            c,
+            Duration::from_secs(args.result_expires_secs),
+        )),
+        backend::BackendUrl::Rpc => backend::Backend::Rpc(publish_rx),
+    };
+    let postgres = match &args.postgres_url {
+        Some(u) => Some(
+            runway_core::dagster::instance::parse_url(u, "--postgres-url")
+                .map_err(|e| Error::Settings(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let hostname = args.hostname.clone().unwrap_or_else(node_name);
+    let pg = Arc::new(Pg::default());
+    let jobs = wait::Jobs::new(tracker.clone());
+    let runs = wait::Runs::new(pg.clone(), Duration::from_secs(30));
+    background.push(tokio::spawn(jobs.clone().run(bg_rx.clone())));
+    background.push(tokio::spawn(runs.clone().run(bg_rx.clone())));
+    let ctx = Arc::new(Ctx {
+        kube,
+        jobs,
+        runs,
+        pg,
+        hostname: hostname.clone(),
+        pod_name: std::env::var("HOSTNAME").ok(),
+        postgres,
+        env: Box::new(runway_core::dagster::ProcessEnv),
+    });
+    let events = if args.task_events {
+        let (events, task) =
+            crate::worker::events::Events::start(&hostname, publish_tx.subscribe(), bg_rx.clone());
+        background.push(task);
+        events
+    } else {
+        crate::worker::events::Events::disabled(&hostname)
+    };
+    let pool = Pool::new(
+        ctx,
+        backend,
+        publish_tx,
+        events,
+        metrics.clone(),
+        PoolConfig {
+            broker_url: args.broker_url.clone(),
+            queues: args.queues.clone(),
+            prefetch: args.prefetch(),
+            concurrency: args.concurrency,
+            max_message_bytes: args.max_message_bytes,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            ack_deadline: Duration::from_secs(args.ack_deadline_secs),
+        },
+    );
+
+    let (http_listener, http_addr) = bind(args.http_listen).await?;
+    let probe = Arc::new(Probe {
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        draining: false.into(),
+        conditions: vec![(pool.connected.subscribe(), "broker not connected")],
+    });
+    background.push(tokio::spawn(ops::serve(
+        http_listener,
+        probe.clone(),
+        bg_rx,
+    )));
+    let pool_task = tokio::spawn(pool.clone().run(pool_rx));
+    tracing::info!(%http_addr, %hostname, queues = ?args.queues, "runway worker started");
+    Ok(WorkerHandle {
+        http_addr,
+        hostname,
+        pool,
+        tracker,
+        metrics,
+        probe,
+        stop_pool,
+        stop_background,
+        pool_task,
+        background,
+    })
+}
+
+impl WorkerHandle {
+    /// Two phases: stop taking deliveries and let running steps finish
+    /// (returning the rest to the queue after the grace); then stop the
+    /// watches and the operations port.
+    pub async fn shutdown(self) {
+        tracing::info!("draining: no new deliveries, finishing running steps");
+        self.probe.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop_pool.send(true);
+        let _ = self.pool_task.await;
+        let _ = self.stop_background.send(true);
+        for t in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        tracing::info!("stopped");
+    }
+
+    pub async fn run_until_signal(self) {
+        crate::stop::signalled().await;
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,261 @@
+//! `runway bench worker`: trivial steps end to end. Tasks published with
+//! confirms, a `runway worker` in-process, an in-process dev cluster with
+//! the simulated kubelet, Dagster's PostgreSQL storage and the Redis result
+//! backend; then the Python peer (a real `celery worker` with
+//! dagster-celery-k8s's task) on the same cluster in the same run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use super::launch::{bench_cluster, pct, sorted, NS};
+use crate::app;
+use crate::broker::publish::{uuid4, Publisher};
+use crate::results::watch::Results;
+use crate::worker::settings::WorkerArgs;
+use runway_core::celery::message::{encode, NewTask};
+use runway_core::celery::pyval::PyVal;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    App(#[from] app::Error),
+    #[error("publisher: {0}")]
+    Publish(#[from] crate::broker::publish::Error),
+    #[error("the Python side: {0}")]
+    Python(String),
+}
+
+fn setup(e: impl std::fmt::Display) -> Error {
+    Error::Setup(e.to_string())
+}
+
+/// The flags of `runway bench worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerBench {
+    #[arg(skip)]
+    pub root: PathBuf,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672//")]
+    pub broker_url: String,
+    #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
+    pub result_backend: String,
+    #[arg(long, default_value_t = 5_000)]
+    pub steps: usize,
+    /// Steps the worker runs at once.
+    #[arg(long, default_value_t = 2_000)]
+    pub concurrency: usize,
+    /// Publishes awaiting their confirm at once.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+    /// Python with dagster-celery-k8s (default: .venv/bin/python when present).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    pub python_steps: usize,
+}
+
+fn python(python: &Path, script: &Path, args: &[&str]) -> Result<Value, Error> {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    super::python_json(python, script, &args).map_err(Error::Python)
+}
+
+pub async fn run(b: &WorkerBench) -> Result<Vec<Value>, Error> {
+    let py = b.python.clone().ok_or_else(|| {
+        Error::Setup("needs --python: Dagster's schema and run come from it".into())
+    })?;
+    let script = b.root.join("benches/python/worker_bench.py");
+    let dir = std::env::temp_dir().join(format!("runway-bench-worker-{}", std::process::id()));
+    let (_dev, kubeconfig) = bench_cluster(&dir, 20_000).await.map_err(setup)?;
+    let kc = kubeconfig.display().to_string();
+    let made = python(
+        &py,
+        &script,
+        &["setup", "--kubeconfig", &kc, "--namespace", NS],
+    )?;
+    let setup_file = dir.join("setup.json");
+    std::fs::write(&setup_file, made.to_string()).map_err(setup)?;
+    let result = measure(b, &made, &kubeconfig, &py, &script, &setup_file).await;
+    let sf = setup_file.display().to_string();
+    let _ = python(&py, &script, &["drop", "--setup", &sf]);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn measure(
+    b: &WorkerBench,
+    made: &Value,
+    kubeconfig: &Path,
+    py: &Path,
+    script: &Path,
+    setup_file: &Path,
+) -> Result<Vec<Value>, Error> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct P {
+        #[command(flatten)]
+        a: WorkerArgs,
+    }
+    let queue = format!("runway-bench-steps-{}", &uuid4()[..8]);
+    let args = P::try_parse_from([
+        "worker".to_owned(),
+        format!("--queues={queue}"),
+        format!("--broker-url={}", b.broker_url),
+        format!("--result-backend={}", b.result_backend),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--namespace={NS}"),
+        "--http-listen=127.0.0.1:0".into(),
+        format!("--concurrency={}", b.concurrency),
+        "--kube-qps=0".into(),
+        "--kube-max-in-flight=512".into(),
+        "--hostname=runway-bench@localhost".into(),
+    ])
+    .map_err(setup)?
+    .a;
+    let worker = app::start_worker(&args).await?;
+    if !worker.tracker.wait_synced(Duration::from_secs(30)).await {
+        return Err(Error::Setup("the watches did not sync".into()));
+    }
+    let mut connected = worker.pool.connected.subscribe();
+    tokio::time::timeout(Duration::from_secs(30), connected.wait_for(|c| *c))
+        .await
+        .map_err(|_| Error::Setup("the worker did not connect to the broker".into()))?
+        .map_err(setup)?;
+
+    let client = redis::Client::open(b.result_backend.as_str()).map_err(setup)?;
+    let results = Results::new(client);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(results.clone().run(stop_rx));
+    let mut sub = results.subscribed.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), sub.wait_for(|s| *s))
+        .await
+        .map_err(|_| Error::Setup("could not subscribe to the result backend".into()))?
+        .map_err(setup)?;
+
+    // Every task's kwargs and watcher exist before the clock starts.
+    let template = made["kwargs"].clone();
+    let mut tasks = Vec::with_capacity(b.steps);
+    for i in 0..b.steps {
+        let mut kw = template.clone();
+        kw["execute_step_args_packed"]["step_keys_to_execute"] = json!([format!("s{i:05}")]);
+        let kwargs: PyVal = serde_json::from_value(kw).map_err(setup)?;
+        let id = uuid4();
+        let wait = results.wait(&id).await.map_err(setup)?;
+        tasks.push((id, kwargs, wait));
+    }
+    let publisher = Arc::new(Publisher::new(&b.broker_url));
+    let warm = encode(&NewTask {
+        id: &uuid4(),
+        task: "runway-bench-warmup",
+        kwargs: &PyVal::Dict(Vec::new()),
+        origin: "gen0@runway-bench",
+        reply_to: "runway-bench",
+        priority: 5,
+    });
+    publisher.publish(&queue, &warm).await?;
+
+    let started = Instant::now();
+    let mut waits = Vec::with_capacity(tasks.len());
+    let mut pending = FuturesUnordered::new();
+    for (id, kwargs, wait) in tasks {
+        if pending.len() >= b.window.max(1) {
+            if let Some(r) = pending.next().await {
+                r?;
+            }
+        }
+        let publisher = publisher.clone();
+        let queue = queue.clone();
+        let id2 = id.clone();
+        pending.push(async move {
+            let msg = encode(&NewTask {
+                id: &id2,
+                task: runway_core::celery::STEP_TASK,
+                kwargs: &kwargs,
+                origin: "gen0@runway-bench",
+                reply_to: "runway-bench",
+                priority: 5,
+            });
+            publisher.publish(&queue, &msg).await
+        });
+        waits.push((id, wait));
+    }
+    while let Some(r) = pending.next().await {
+        r?;
+    }
+    let published = started.elapsed();
+    let mut states: HashMap<String, usize> = HashMap::new();
+    for (_, mut w) in waits {
+        let meta = tokio::time::timeout(Duration::from_secs(600), w.rx.wait_for(Option::is_some))
+            .await
+            .map_err(|_| Error::Setup("a step got no result within 600 s".into()))?
+            .map_err(setup)?
+            .clone()
+            .unwrap_or_default();
+        let status = serde_json::from_str::<Value>(&meta)
+            .ok()
+            .and_then(|v| v["status"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *states.entry(status).or_default() += 1;
+    }
+    let took = started.elapsed();
+    let _ = stop_tx.send(true);
+    let lat = sorted(
+        worker
+            .pool
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    );
+    worker.shutdown().await;
+
+    let mut lines = vec![json!({
+        "bench": "worker", "impl": "runway", "steps": b.steps, "concurrency": b.concurrency,
+        "states": states, "publish_seconds": published.as_secs_f64(),
+        "steps_per_s": b.steps as f64 / took.as_secs_f64(),
+        "completion_to_result_p50_ms": pct(&lat, 0.5) * 1e3,
+        "completion_to_result_p99_ms": pct(&lat, 0.99) * 1e3,
+        "note": "per step: run read, 3 event-log rows, Job create, watch wait, pod list, log read, result SETEX+PUBLISH, ack",
+    })];
+    if b.python_steps > 0 {
+        let sf = setup_file.display().to_string();
+        let pq = format!("runway-bench-py-{}", &uuid4()[..8]);
+        let steps = b.python_steps.to_string();
+        let peer = python(
+            py,
+            script,
+            &[
+                "peer",
+                "--setup",
+                &sf,
+                "--broker",
+                &b.broker_url,
+                "--backend",
+                &b.result_backend,
+                "--queue",
+                &pq,
+                "--steps",
+                &steps,
+            ],
+        )?;
+        let ratio = lines[0]["steps_per_s"].as_f64().unwrap_or(f64::NAN)
+            / peer["steps_per_s"].as_f64().unwrap_or(f64::NAN);
+        let lat_ratio = peer["completion_to_result_p99_s"]
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            * 1e3
+            / lines[0]["completion_to_result_p99_ms"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+        lines.push(peer);
+        lines.push(json!({"bench": "worker", "what": "ratio runway/python",
+                          "steps_per_s": ratio, "completion_to_result_p99_python_over_runway": lat_ratio}));
+    }
+    Ok(lines)
+}

@@ -1,0 +1,6 @@
+//! The Celery broker (RabbitMQ) as both services use it: queue topology
+//! declared as Celery declares it, AMQP header conversion, and publishing
+//! with confirms.
+
+pub mod amqp;
+pub mod publish;

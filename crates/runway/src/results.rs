@@ -1,0 +1,6 @@
+//! Celery result backends: writing results byte-compatible with Celery 5.7
+//! (`backend`, used by the worker) and reading them as they land (`watch`,
+//! used by `WatchStep`).
+
+pub mod backend;
+pub mod watch;

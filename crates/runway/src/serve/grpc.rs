@@ -1,0 +1,396 @@
+//! The tonic side of `runway serve`: proto in, [`Launch`] calls, proto out,
+//! errors as gRPC statuses that name the field and the fix.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use tokio::sync::{broadcast, watch};
+use tonic::{Request, Response, Status};
+
+use super::{status_name, Error, Launch};
+use crate::cluster::tracker::Stamped;
+use crate::cluster::{self, JobApi};
+use crate::metrics::RpcLabels;
+use crate::stop::stopped;
+use runway_core::track::WorkerStatus;
+use runway_proto as proto;
+use runway_proto::run_launcher_server::RunLauncher;
+
+fn worker_status(s: WorkerStatus) -> proto::WorkerStatus {
+    match s {
+        WorkerStatus::Running => proto::WorkerStatus::Running,
+        WorkerStatus::NotFound => proto::WorkerStatus::NotFound,
+        WorkerStatus::Failed => proto::WorkerStatus::Failed,
+        WorkerStatus::Success => proto::WorkerStatus::Success,
+        WorkerStatus::Unknown => proto::WorkerStatus::Unknown,
+    }
+}
+
+/// The gRPC status of an error.
+pub fn to_status(e: &Error) -> Status {
+    let msg = e.to_string();
+    match e {
+        Error::Invalid { .. } | Error::Render(_) => Status::invalid_argument(msg),
+        Error::UnknownDigest { .. } => {
+            let mut s = Status::failed_precondition(msg);
+            s.metadata_mut().insert(
+                "runway-reason",
+                tonic::metadata::MetadataValue::from_static("UNKNOWN_CONFIG_DIGEST"),
+            );
+            s
+        }
+        Error::NamespaceNotWatched { .. } | Error::BeingDeleted { .. } => {
+            Status::failed_precondition(msg)
+        }
+        Error::Conflict { .. } => Status::already_exists(msg),
+        Error::Kube(k) => match k {
+            cluster::Error::Throttled(t) => {
+                let mut s = Status::resource_exhausted(msg);
+                let ms = t.retry_after.as_millis().max(1).to_string();
+                if let Ok(v) = ms.parse() {
+                    s.metadata_mut().insert("retry-after-ms", v);
+                }
+                s
+            }
+            cluster::Error::Api {
+                code: 422 | 400, ..
+            } => Status::invalid_argument(msg),
+            cluster::Error::Api { code: 401, .. } => Status::unauthenticated(msg),
+            cluster::Error::Api { code: 403, .. } => Status::permission_denied(msg),
+            cluster::Error::Api { code: 404, .. } => Status::not_found(msg),
+            cluster::Error::Api { code: 409, .. } | cluster::Error::AlreadyExists { .. } => {
+                Status::aborted(msg)
+            }
+            cluster::Error::Api { code, .. } if *code >= 500 || *code == 429 => {
+                Status::unavailable(msg)
+            }
+            cluster::Error::Api { .. } => Status::failed_precondition(msg),
+            cluster::Error::Transport(_) | cluster::Error::Timeout(_) => Status::unavailable(msg),
+            cluster::Error::Config(_) => Status::internal(msg),
+        },
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::Aborted => "ABORTED",
+        _ => "OTHER",
+    }
+}
+
+/// The service object tonic serves.
+#[derive(Debug)]
+pub struct Grpc<K> {
+    launch: Arc<Launch<K>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl<K> Grpc<K> {
+    /// `stop` ends open WatchRuns streams when it turns true (shutdown).
+    pub fn new(launch: Arc<Launch<K>>, stop: watch::Receiver<bool>) -> Grpc<K> {
+        Grpc { launch, stop }
+    }
+}
+
+impl<K: JobApi> Grpc<K> {
+    fn record<T>(&self, method: &'static str, r: &Result<T, Status>) {
+        let code = match r {
+            Ok(_) => "OK",
+            Err(s) => code_name(s.code()),
+        };
+        self.launch
+            .metrics()
+            .rpcs
+            .get_or_create(&RpcLabels { method, code })
+            .inc();
+    }
+
+    async fn launch_or_resume(
+        &self,
+        req: Request<proto::LaunchRunRequest>,
+        resume: bool,
+    ) -> Result<Response<proto::LaunchRunResponse>, Status> {
+        let method = if resume { "ResumeRun" } else { "LaunchRun" };
+        let started = Instant::now();
+        let req = req.into_inner();
+        let run_id = req
+            .run
+            .as_ref()
+            .map(|r| r.run_id.as_str())
+            .unwrap_or_default();
+        let span = tracing::info_span!("launch", run_id = %run_id, resume);
+        let result =
+            tracing::Instrument::instrument(self.launch.launch(&req, resume), span.clone()).await;
+        let result = result
+            .map(|l| {
+                tracing::info!(parent: &span, job = %l.job_name, namespace = %l.namespace, created = l.created, "run worker Job accepted");
+                Response::new(proto::LaunchRunResponse {
+                    job_name: l.job_name,
+                    namespace: l.namespace,
+                    uid: l.uid,
+                    image: l.image,
+                    created: l.created,
+                    dropped_env_vars: l.dropped_env_vars,
+                })
+            })
+            .map_err(|e| {
+                tracing::warn!(parent: &span, error = %e, "launch refused");
+                to_status(&e)
+            });
+        self.record(method, &result);
+        let code = match &result {
+            Ok(_) => "OK",
+            Err(s) => code_name(s.code()),
+        };
+        self.launch
+            .metrics()
+            .launch_latency
+            .get_or_create(&RpcLabels { method, code })
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+type TransitionStream = Pin<Box<dyn Stream<Item = Result<proto::RunTransition, Status>> + Send>>;
+
+fn to_proto(s: &Stamped) -> proto::RunTransition {
+    let t = &s.transition;
+    proto::RunTransition {
+        run_id: t.run_id.clone(),
+        job_name: t.job_name.clone(),
+        namespace: t.namespace.clone(),
+        status: worker_status(t.status) as i32,
+        reason: t.reason.clone(),
+        message: t.message.clone(),
+        observed_at_micros: s.observed_at_micros,
+        resource_version: t.resource_version.clone(),
+        step_key: t.step_key.clone().unwrap_or_default(),
+        deleted: t.deleted,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Filter {
+    runs: std::collections::HashSet<String>,
+    namespace: String,
+    steps: bool,
+}
+
+impl Filter {
+    fn admits(&self, t: &runway_core::track::Transition) -> bool {
+        (self.runs.is_empty() || self.runs.contains(&t.run_id))
+            && (self.namespace.is_empty() || self.namespace == t.namespace)
+            && (self.steps || t.step_key.is_none())
+    }
+}
+
+#[tonic::async_trait]
+impl<K: JobApi> RunLauncher for Grpc<K> {
+    async fn launch_run(
+        &self,
+        req: Request<proto::LaunchRunRequest>,
+    ) -> Result<Response<proto::LaunchRunResponse>, Status> {
+        self.launch_or_resume(req, false).await
+    }
+
+    async fn resume_run(
+        &self,
+        req: Request<proto::LaunchRunRequest>,
+    ) -> Result<Response<proto::LaunchRunResponse>, Status> {
+        self.launch_or_resume(req, true).await
+    }
+
+    async fn terminate_run(
+        &self,
+        req: Request<proto::TerminateRunRequest>,
+    ) -> Result<Response<proto::TerminateRunResponse>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("terminate", run_id = %req.run_id);
+        let result = tracing::Instrument::instrument(self.launch.terminate(&req), span)
+            .await
+            .map(|t| {
+                Response::new(proto::TerminateRunResponse {
+                    terminated: t.terminated,
+                    deleted_jobs: t.jobs,
+                    deleted_pods: t.pods,
+                })
+            })
+            .map_err(|e| to_status(&e));
+        self.record("TerminateRun", &result);
+        result
+    }
+
+    async fn check_run_worker_health(
+        &self,
+        req: Request<proto::CheckRunWorkerHealthRequest>,
+    ) -> Result<Response<proto::CheckRunWorkerHealthResponse>, Status> {
+        let req = req.into_inner();
+        let result = self
+            .launch
+            .health(&req)
+            .map(|(job_name, h)| {
+                tracing::debug!(run_id = %req.run_id, status = status_name(h.status), "health");
+                Response::new(proto::CheckRunWorkerHealthResponse {
+                    status: worker_status(h.status) as i32,
+                    message: h.message,
+                    reason: h.reason,
+                    job_name,
+                    transient: h.transient,
+                })
+            })
+            .map_err(|e| to_status(&e));
+        self.record("CheckRunWorkerHealth", &result);
+        result
+    }
+
+    async fn get_run_worker_debug_info(
+        &self,
+        req: Request<proto::GetRunWorkerDebugInfoRequest>,
+    ) -> Result<Response<proto::GetRunWorkerDebugInfoResponse>, Status> {
+        let req = req.into_inner();
+        let result = self
+            .launch
+            .debug_info(&req)
+            .await
+            .map(|text| Response::new(proto::GetRunWorkerDebugInfoResponse { text }))
+            .map_err(|e| to_status(&e));
+        self.record("GetRunWorkerDebugInfo", &result);
+        result
+    }
+
+    type WatchRunsStream = TransitionStream;
+
+    async fn watch_runs(
+        &self,
+        req: Request<proto::WatchRunsRequest>,
+    ) -> Result<Response<Self::WatchRunsStream>, Status> {
+        let req = req.into_inner();
+        let filter = Filter {
+            runs: req.run_ids.iter().cloned().collect(),
+            namespace: req.namespace.clone(),
+            steps: req.include_step_jobs,
+        };
+        let tracker = self.launch.tracker().clone();
+        // Subscribe before the snapshot, so nothing falls between them.
+        let rx = tracker.subscribe();
+        let mut initial = Vec::new();
+        if req.include_current {
+            let index = tracker.read();
+            let now = cluster::tracker::now_secs();
+            for (key, _) in index.job_keys() {
+                match index.current(key, now) {
+                    Some(t) if filter.admits(&t) => initial.push(Stamped {
+                        transition: t,
+                        observed_at_micros: 0,
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        let metrics = self.launch.metrics().clone();
+        metrics.watch_streams.inc();
+        let state = StreamState {
+            initial: initial.into_iter(),
+            rx,
+            filter,
+            stop: self.stop.clone(),
+            metrics,
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            if let Some(s) = st.initial.next() {
+                return Some((Ok(to_proto(&s)), st));
+            }
+            loop {
+                let next = tokio::select! {
+                    _ = stopped(&mut st.stop) => None,
+                    next = st.rx.recv() => Some(next),
+                };
+                let Some(next) = next else {
+                    st.done = true;
+                    return Some((Err(Status::unavailable("runway serve is shutting down; reconnect to another replica with include_current=true")), st));
+                };
+                match next {
+                    Ok(s) if st.filter.admits(&s.transition) => {
+                        return Some((Ok(to_proto(&s)), st))
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        st.done = true;
+                        st.metrics.watch_streams_cut.inc();
+                        return Some((
+                            Err(Status::resource_exhausted(format!(
+                                "this WatchRuns consumer fell {n} transitions behind the server's buffer and was cut off; read faster, or reconnect with include_current=true to resynchronise"
+                            ))),
+                            st,
+                        ));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+struct StreamState {
+    initial: std::vec::IntoIter<Stamped>,
+    rx: broadcast::Receiver<Arc<Stamped>>,
+    filter: Filter,
+    stop: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
+    done: bool,
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        self.metrics.watch_streams.dec();
+    }
+}
+
+/// Checks `authorization: Bearer <token>` when a token is configured.
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    pub token: Option<Arc<str>>,
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else {
+            return Ok(req);
+        };
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(req),
+            Some(_) => Err(Status::unauthenticated("the bearer token is not the one this server was started with")),
+            None => Err(Status::unauthenticated(
+                "this server requires `authorization: Bearer <token>` (set the token in the dagster-runway launcher config)",
+            )),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// How long an idle stream's keepalive waits.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);

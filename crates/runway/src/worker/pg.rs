@@ -1,0 +1,281 @@
+//! Dagster's PostgreSQL run and event-log storage, as far as the step task
+//! reads and writes it: the run's status and record, new event-log rows (with
+//! the `run_events` notification dagster-postgres sends), and a LISTEN stream
+//! that tells the worker when a run it waits on changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+use runway_core::dagster::instance::{self, PgTarget, RunRecord};
+
+/// The channel dagster-postgres notifies on every stored event.
+pub const CHANNEL: &str = "run_events";
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("PostgreSQL {target}: {source}")]
+    Db {
+        target: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("run {run_id}: {source}")]
+    Record {
+        run_id: String,
+        source: runway_core::dagster::Error,
+    },
+}
+
+/// A notification: the run whose event was stored, and the event's row id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notified {
+    pub run_id: String,
+    pub event_id: i64,
+}
+
+/// `<run_id>_<id>`; run ids contain `-` but never `_`.
+pub fn parse_payload(payload: &str) -> Option<Notified> {
+    let (run, id) = payload.rsplit_once('_')?;
+    Some(Notified {
+        run_id: run.to_owned(),
+        event_id: id.parse().ok()?,
+    })
+}
+
+fn config(t: &PgTarget) -> Config {
+    let mut c = Config::new();
+    c.host(&t.host)
+        .port(t.port)
+        .user(&t.user)
+        .dbname(&t.dbname)
+        .application_name("runway-worker")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = &t.password {
+        c.password(p);
+    }
+    c
+}
+
+/// Connections per database. Each runs one transaction at a time, and every
+/// event row is a committed transaction (as dagster-postgres writes them), so
+/// several connections let PostgreSQL commit concurrently.
+const POOL: usize = 8;
+
+/// A few pipelined connections per database, used in turn and reopened when
+/// they break.
+#[derive(Debug, Default)]
+pub struct Pg {
+    clients: Mutex<HashMap<PgTarget, Vec<Arc<Client>>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Pg {
+    async fn client(&self, t: &PgTarget) -> Result<Arc<Client>, Error> {
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut all = self.lock();
+            let pool = all.entry(t.clone()).or_default();
+            pool.retain(|c| !c.is_closed());
+            if pool.len() >= POOL {
+                return Ok(pool[turn % pool.len()].clone());
+            }
+        }
+        let (client, conn) = config(t).connect(NoTls).await.map_err(|e| db(t, e))?;
+        let target = format!("{t:?}");
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::warn!(%target, error = %e, "PostgreSQL connection closed");
+            }
+        });
+        let client = Arc::new(client);
+        let mut all = self.lock();
+        let pool = all.entry(t.clone()).or_default();
+        if pool.len() < POOL {
+            pool.push(client.clone());
+        }
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PgTarget, Vec<Arc<Client>>>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stored run, if it exists.
+    pub async fn run(&self, t: &PgTarget, run_id: &str) -> Result<Option<RunRecord>, Error> {
+        let c = self.client(t).await?;
+        let row = c
+            .query_opt(
+                "SELECT status, run_body FROM runs WHERE run_id = $1",
+                &[&run_id],
+            )
+            .await
+            .map_err(|e| db(t, e))?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get(0).map_err(|e| db(t, e))?;
+        let body: String = row.try_get(1).map_err(|e| db(t, e))?;
+        instance::run_record(&status, &body)
+            .map(Some)
+            .map_err(|source| Error::Record {
+                run_id: run_id.to_owned(),
+                source,
+            })
+    }
+
+    /// The statuses of several runs at once (the fallback sweep).
+    pub async fn statuses(
+        &self,
+        t: &PgTarget,
+        run_ids: &[String],
+    ) -> Result<HashMap<String, String>, Error> {
+        let c = self.client(t).await?;
+        let rows = c
+            .query(
+                "SELECT run_id, status FROM runs WHERE run_id = ANY($1)",
+                &[&run_ids],
+            )
+            .await
+            .map_err(|e| db(t, e))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(|e| db(t, e))?,
+                    r.try_get(1).map_err(|e| db(t, e))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The type of a stored event.
+    pub async fn event_type(&self, t: &PgTarget, id: i64) -> Result<Option<String>, Error> {
+        let c = self.client(t).await?;
+        let row = c
+            .query_opt(
+                "SELECT dagster_event_type FROM event_logs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(|e| db(t, e))?;
+        Ok(row.and_then(|r| r.try_get(0).ok()))
+    }
+
+    /// Inserts an event-log row as `PostgresEventLogStorage.store_event` does
+    /// (timestamp as naive UTC) and sends its notification. Returns the row id.
+    pub async fn store_event(&self, t: &PgTarget, row: &EventRow<'_>) -> Result<i64, Error> {
+        let c = self.client(t).await?;
+        let id: i64 = c
+            .query_one(
+                "INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key) \
+                 VALUES ($1, $2, $3, to_timestamp($4::float8) AT TIME ZONE 'UTC', $5) RETURNING id",
+                &[
+                    &row.run_id,
+                    &row.event,
+                    &row.event_type,
+                    &row.timestamp,
+                    &row.step_key,
+                ],
+            )
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| db(t, e))?;
+        let payload = format!("{}_{id}", row.run_id);
+        c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await
+            .map_err(|e| db(t, e))?;
+        Ok(id)
+    }
+}
+
+/// One row of `event_logs`.
+#[derive(Debug, Clone)]
+pub struct EventRow<'a> {
+    pub run_id: &'a str,
+    pub event: &'a str,
+    pub event_type: &'a str,
+    pub timestamp: f64,
+    pub step_key: &'a str,
+}
+
+fn db(t: &PgTarget, source: tokio_postgres::Error) -> Error {
+    Error::Db {
+        target: format!("{t:?}"),
+        source,
+    }
+}
+
+/// Listens on `run_events` until `tx` closes, reconnecting with backoff.
+/// After every (re)connection it sends `None`, so the receiver re-checks
+/// what it may have missed while disconnected.
+pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match config(&t).connect(NoTls).await {
+            Ok((client, mut conn)) => {
+                let (ntx, mut nrx) = mpsc::channel::<Notified>(1024);
+                let driver = tokio::spawn(async move {
+                    let mut stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    while let Some(msg) = stream.next().await {
+                        match msg {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if let Some(p) = parse_payload(n.payload()) {
+                                    if ntx.send(p).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "LISTEN connection failed");
+                                return;
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    tracing::warn!(target = ?t, error = %e, "LISTEN failed");
+                } else {
+                    backoff = Duration::from_millis(200);
+                    if tx.send(None).await.is_err() {
+                        driver.abort();
+                        return;
+                    }
+                    while let Some(n) = nrx.recv().await {
+                        if tx.send(Some(n)).await.is_err() {
+                            driver.abort();
+                            return;
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::warn!(target = ?t, error = %e, "PostgreSQL LISTEN connect failed"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_split_on_the_last_underscore() {
+        assert_eq!(
+            parse_payload("1c2e9a5b-7d3e-4e8f_42"),
+            Some(Notified {
+                run_id: "1c2e9a5b-7d3e-4e8f".into(),
+                event_id: 42
+            })
+        );
+        assert_eq!(parse_payload("nope"), None);
+        assert_eq!(parse_payload("r_x"), None);
+    }
+}
