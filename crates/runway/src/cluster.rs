@@ -3,6 +3,8 @@
 //! that keeps the watch index.
 
 pub mod gate;
+#[cfg(test)]
+pub mod memory;
 pub mod tracker;
 
 use std::future::Future;

@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod metrics;
 pub mod ops;
 pub mod results;
+pub mod retry;
 pub mod serve;
 pub mod settings;
 pub mod stop;

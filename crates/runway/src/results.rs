@@ -3,4 +3,6 @@
 //! used by `WatchStep`).
 
 pub mod backend;
+#[cfg(test)]
+pub mod memory;
 pub mod watch;

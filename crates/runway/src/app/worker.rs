@@ -13,14 +13,21 @@ use crate::cluster::{KubeJobs, Tracker};
 use crate::metrics::Metrics;
 use crate::ops::{self, Probe};
 use crate::results::backend;
+use crate::worker::pg::Pg;
 use crate::worker::settings::WorkerArgs;
+use crate::worker::task::Ctx;
+use crate::worker::{consume, wait, AmqpBroker, ConsumerConfig, Pool, PoolConfig};
+
+/// The production pool: the task body on kube, the Redis or `rpc://`
+/// backend, RabbitMQ.
+pub type WorkerPool = Pool<Ctx<KubeJobs>, backend::Backend, AmqpBroker>;
 
 /// A running `runway worker`.
 #[derive(Debug)]
 pub struct WorkerHandle {
     pub http_addr: std::net::SocketAddr,
     pub hostname: String,
-    pub pool: Arc<crate::worker::Pool<KubeJobs>>,
+    pub pool: Arc<WorkerPool>,
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<Metrics>,
     probe: Arc<Probe>,
@@ -30,10 +37,12 @@ pub struct WorkerHandle {
     background: Vec<JoinHandle<()>>,
 }
 
+/// How long a task's claim outlives its worker (it is renewed at a third).
+const CLAIM_TTL: Duration = Duration::from_secs(30);
+
 /// Starts the worker pool; returns once the operations port listens (the
 /// broker connection and the watches come up in the background).
 pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
-    use crate::worker::{pg::Pg, task::Ctx, wait, Pool, PoolConfig};
     args.validate().map_err(Error::Settings)?;
     let metrics = Arc::new(Metrics::new());
     let client = kube_client(&args.kube, &metrics).await?;
@@ -73,7 +82,7 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
     let runs = wait::Runs::new(pg.clone(), Duration::from_secs(30));
     background.push(tokio::spawn(jobs.clone().run(bg_rx.clone())));
     background.push(tokio::spawn(runs.clone().run(bg_rx.clone())));
-    let ctx = Arc::new(Ctx {
+    let ctx = Ctx {
         kube,
         jobs,
         runs,
@@ -82,7 +91,7 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         pod_name: std::env::var("HOSTNAME").ok(),
         postgres,
         env: Box::new(runway_core::dagster::ProcessEnv),
-    });
+    };
     let events = if args.task_events {
         let (events, task) =
             crate::worker::events::Events::start(&hostname, publish_tx.subscribe(), bg_rx.clone());
@@ -91,36 +100,46 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
     } else {
         crate::worker::events::Events::disabled(&hostname)
     };
+    let broker = AmqpBroker {
+        hostname: hostname.clone(),
+        ack_deadline: Duration::from_secs(args.ack_deadline_secs),
+        publish_tx,
+        connected: watch::Sender::new(false),
+    };
     let pool = Pool::new(
         ctx,
         backend,
-        publish_tx,
+        broker,
         events,
         metrics.clone(),
         PoolConfig {
-            broker_url: args.broker_url.clone(),
-            queues: args.queues.clone(),
-            prefetch: args.prefetch(),
+            hostname: hostname.clone(),
             concurrency: args.concurrency,
-            max_message_bytes: args.max_message_bytes,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             ack_deadline: Duration::from_secs(args.ack_deadline_secs),
+            claim_ttl: CLAIM_TTL,
         },
     );
+    let consumer = ConsumerConfig {
+        broker_url: args.broker_url.clone(),
+        queues: args.queues.clone(),
+        prefetch: args.prefetch(),
+        max_message_bytes: args.max_message_bytes,
+    };
 
     let (http_listener, http_addr) = bind(args.http_listen).await?;
     let probe = Arc::new(Probe {
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         draining: false.into(),
-        conditions: vec![(pool.connected.subscribe(), "broker not connected")],
+        conditions: vec![(pool.broker.connected.subscribe(), "broker not connected")],
     });
     background.push(tokio::spawn(ops::serve(
         http_listener,
         probe.clone(),
         bg_rx,
     )));
-    let pool_task = tokio::spawn(pool.clone().run(pool_rx));
+    let pool_task = tokio::spawn(consume::run(pool.clone(), consumer, pool_rx));
     tracing::info!(%http_addr, %hostname, queues = ?args.queues, "runway worker started");
     Ok(WorkerHandle {
         http_addr,

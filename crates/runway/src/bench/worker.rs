@@ -122,7 +122,7 @@ async fn measure(
     if !worker.tracker.wait_synced(Duration::from_secs(30)).await {
         return Err(Error::Setup("the watches did not sync".into()));
     }
-    let mut connected = worker.pool.connected.subscribe();
+    let mut connected = worker.pool.broker.connected.subscribe();
     tokio::time::timeout(Duration::from_secs(30), connected.wait_for(|c| *c))
         .await
         .map_err(|_| Error::Setup("the worker did not connect to the broker".into()))?

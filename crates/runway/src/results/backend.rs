@@ -2,6 +2,7 @@
 //! (`SETEX celery-task-meta-<id>` then `PUBLISH`, in one MULTI) and `rpc://`
 //! (a reply to the task's `reply_to` queue, correlated by task id).
 
+use std::future::Future;
 use std::time::Duration;
 
 use lapin::types::FieldTable;
@@ -188,56 +189,74 @@ impl RedisBackend {
     }
 }
 
-impl Backend {
-    /// Claims a task for `me` for `ttl` (renewed while it runs). `rpc://`
-    /// has no shared store: every worker claims, and only one worker's own
-    /// redeliveries are joined.
-    pub async fn claim(&self, task_id: &str, me: &str, ttl: Duration) -> Result<Claim, Error> {
+/// What the worker needs of a result backend: the claim that lets one
+/// worker run a task while others holding deliveries of it wait, and the
+/// result itself.
+pub trait ResultStore: Send + Sync + 'static {
+    /// Claims a task for `me` for `ttl` (renewed while it runs).
+    fn claim(
+        &self,
+        task_id: &str,
+        me: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Claim, Error>> + Send;
+    /// The worker holding the claim, if any.
+    fn holder(&self, task_id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+    fn renew(&self, task_id: &str, ttl: Duration)
+        -> impl Future<Output = Result<(), Error>> + Send;
+    /// Drops the claim once the result is stored.
+    fn release(&self, task_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Whether a result is already stored (a redelivered task that was done).
+    fn exists(&self, task_id: &str) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Stores once. Callers retry: every write is idempotent by task id.
+    fn store(
+        &self,
+        task_id: &str,
+        meta: &str,
+        reply_to: Option<&str>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+impl ResultStore for Backend {
+    // `rpc://` has no shared store: every worker claims, and only one
+    // worker's own redeliveries are joined.
+    async fn claim(&self, task_id: &str, me: &str, ttl: Duration) -> Result<Claim, Error> {
         match self {
             Backend::Redis(r) => r.claim(task_id, me, ttl).await,
             Backend::Rpc(_) => Ok(Claim::Mine),
         }
     }
 
-    /// The worker holding the claim, if any.
-    pub async fn holder(&self, task_id: &str) -> Result<Option<String>, Error> {
+    async fn holder(&self, task_id: &str) -> Result<Option<String>, Error> {
         match self {
             Backend::Redis(r) => r.holder(task_id).await,
             Backend::Rpc(_) => Ok(None),
         }
     }
 
-    pub async fn renew(&self, task_id: &str, ttl: Duration) -> Result<(), Error> {
+    async fn renew(&self, task_id: &str, ttl: Duration) -> Result<(), Error> {
         match self {
             Backend::Redis(r) => r.renew(task_id, ttl).await,
             Backend::Rpc(_) => Ok(()),
         }
     }
 
-    /// Drops the claim once the result is stored.
-    pub async fn release(&self, task_id: &str) -> Result<(), Error> {
+    async fn release(&self, task_id: &str) -> Result<(), Error> {
         match self {
             Backend::Redis(r) => r.release(task_id).await,
             Backend::Rpc(_) => Ok(()),
         }
     }
 
-    /// Whether a result is already stored (a redelivered task that was done).
-    /// `rpc://` cannot tell: replies are consumed by their caller.
-    pub async fn exists(&self, task_id: &str) -> Result<bool, Error> {
+    async fn exists(&self, task_id: &str) -> Result<bool, Error> {
         match self {
             Backend::Redis(r) => Ok(r.get(task_id).await?.is_some()),
+            // Replies are consumed by their caller: nothing to look up.
             Backend::Rpc(_) => Ok(false),
         }
     }
 
-    /// Stores once. Callers retry: both writes are idempotent by task id.
-    pub async fn store(
-        &self,
-        task_id: &str,
-        meta: &str,
-        reply_to: Option<&str>,
-    ) -> Result<(), Error> {
+    async fn store(&self, task_id: &str, meta: &str, reply_to: Option<&str>) -> Result<(), Error> {
         match self {
             Backend::Redis(r) => r.set(task_id, meta).await,
             Backend::Rpc(ch) => {

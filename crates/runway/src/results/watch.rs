@@ -11,6 +11,8 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 
 use super::backend::RedisBackend;
+use crate::retry::Backoff;
+use backon::BackoffBuilder as _;
 
 const PREFIX: &str = "celery-task-meta-";
 
@@ -92,7 +94,7 @@ impl Results {
     /// Keeps the subscription up until `stop`; after each reconnection every
     /// watcher's key is read again.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(200);
+        let mut delays = Backoff::reconnect().build();
         loop {
             let sub = async {
                 let mut ps = self.client.get_async_pubsub().await?;
@@ -105,13 +107,12 @@ impl Results {
                     Ok(ps) => ps,
                     Err(e) => {
                         tracing::warn!(error = %e, "Redis subscription failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        tokio::time::sleep(delays.delay()).await;
                         continue;
                     }
                 },
             };
-            backoff = Duration::from_millis(200);
+            delays = Backoff::reconnect().build();
             let ids: Vec<String> = self
                 .waiting
                 .lock()

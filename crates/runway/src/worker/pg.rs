@@ -12,6 +12,8 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
+use crate::retry::Backoff;
+use backon::BackoffBuilder as _;
 use runway_core::dagster::instance::{self, PgTarget, RunRecord};
 
 /// The channel dagster-postgres notifies on every stored event.
@@ -211,7 +213,7 @@ fn db(t: &PgTarget, source: tokio_postgres::Error) -> Error {
 /// After every (re)connection it sends `None`, so the receiver re-checks
 /// what it may have missed while disconnected.
 pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
-    let mut backoff = Duration::from_millis(200);
+    let mut delays = Backoff::reconnect().build();
     loop {
         match config(&t).connect(NoTls).await {
             Ok((client, mut conn)) => {
@@ -238,7 +240,7 @@ pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
                 if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     tracing::warn!(target = ?t, error = %e, "LISTEN failed");
                 } else {
-                    backoff = Duration::from_millis(200);
+                    delays = Backoff::reconnect().build();
                     if tx.send(None).await.is_err() {
                         driver.abort();
                         return;
@@ -257,8 +259,7 @@ pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
         if tx.is_closed() {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        tokio::time::sleep(delays.delay()).await;
     }
 }
 

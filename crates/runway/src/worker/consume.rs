@@ -1,0 +1,273 @@
+//! The AMQP side of the worker: the session (consumers on the task queues
+//! and on `celery.pidbox`, a confirm-mode publishing channel), the consume
+//! loop that hands decoded deliveries to the [`Pool`], reconnection, and the
+//! two-phase drain.
+
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder as _;
+use futures::stream::{self, StreamExt as _};
+use lapin::message::Delivery;
+use lapin::options::BasicCancelOptions;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::ack::Ack;
+use super::outcome::refusal;
+use super::pool::{Accepted, Broker, Parked, Pool};
+use super::runner::StepRunner;
+use crate::broker::amqp::{self, PublishError};
+use crate::results::backend::ResultStore;
+use crate::retry::Backoff;
+use crate::telemetry::redact_url;
+use runway_core::celery::message::{claimed_id, decode, Properties};
+use runway_core::celery::topology::revoked_ids;
+
+pub use session::Session;
+
+/// The consumer's fixed settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub broker_url: String,
+    pub queues: Vec<String>,
+    pub prefetch: u16,
+    pub max_message_bytes: usize,
+}
+
+/// The broker of a running worker: its current publishing channel (for
+/// parked copies, `rpc://` results and events) and whether it is connected.
+#[derive(Debug)]
+pub struct AmqpBroker {
+    pub hostname: String,
+    pub ack_deadline: Duration,
+    /// The current confirm-mode channel.
+    pub publish_tx: watch::Sender<Option<lapin::Channel>>,
+    /// Broker connection up (for /ready).
+    pub connected: watch::Sender<bool>,
+}
+
+impl Broker for AmqpBroker {
+    type Ack = lapin::Acker;
+
+    async fn park(&self, copy: &Parked) -> Result<(), PublishError> {
+        let ch = self
+            .publish_tx
+            .borrow()
+            .clone()
+            .ok_or(PublishError::Nacked)?;
+        let name = amqp::declare_parking(&ch, &copy.queue)
+            .await
+            .map_err(PublishError::Amqp)?;
+        let mut headers = copy.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            "runway-parked-by".into(),
+            lapin::types::AMQPValue::LongString(self.hostname.as_bytes().to_vec().into()),
+        );
+        let props = copy
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2)
+            .with_expiration(self.ack_deadline.as_millis().to_string().into());
+        amqp::publish_confirmed(&ch, "", &name, &copy.body, props).await
+    }
+}
+
+/// Consumes until `stop` turns true, reconnecting with backoff; then
+/// drains: no new deliveries, running steps get the grace period, and what
+/// is still running is returned to the queue.
+pub async fn run<S: StepRunner, R: ResultStore>(
+    pool: Arc<Pool<S, R, AmqpBroker>>,
+    config: ConsumerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut delays = Backoff::reconnect().build();
+    let mut tasks = JoinSet::new();
+    while !*stop.borrow() {
+        let session = match Session::open(&config, &pool).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, broker = %redact_url(&config.broker_url), "broker connection failed; retrying");
+                tokio::select! {
+                    _ = crate::stop::stopped(&mut stop) => break,
+                    _ = tokio::time::sleep(delays.delay()) => {}
+                }
+                continue;
+            }
+        };
+        delays = Backoff::reconnect().build();
+        if consume(&pool, &config, session, &mut tasks, &mut stop).await == Ended::Stopped {
+            break;
+        }
+    }
+    pool.broker.connected.send_replace(false);
+    // Whatever is still running after the grace period ends with the
+    // process; its deliveries return to the queue with the connection.
+    tasks.abort_all();
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    Stopped,
+    Reconnect,
+}
+
+/// One connected session, until it breaks or the worker stops.
+async fn consume<S: StepRunner, R: ResultStore>(
+    pool: &Arc<Pool<S, R, AmqpBroker>>,
+    config: &ConsumerConfig,
+    session: Session,
+    tasks: &mut JoinSet<()>,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    pool.metrics.broker_connects.inc();
+    pool.broker.connected.send_replace(true);
+    tracing::info!(queues = ?config.queues, "consuming");
+    let tags: Vec<String> = session
+        .consumers
+        .iter()
+        .map(|c| c.tag().to_string())
+        .collect();
+    let mut deliveries = stream::select_all(session.consumers.into_iter().map(|c| {
+        let q = c.queue().to_string();
+        c.map(move |d| d.map(|d| (q.clone(), d)))
+    }));
+    let mut pidbox = session.pidbox;
+    pool.worker_event("worker-online");
+    let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(
+        runway_core::celery::events::HEARTBEAT_SECS,
+    ));
+    heartbeat.tick().await;
+    let ended = loop {
+        tokio::select! {
+            _ = crate::stop::stopped(stop) => {
+                for t in &tags {
+                    let _ = session.consume.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
+                }
+                drain(pool, tasks).await;
+                pool.worker_event("worker-offline");
+                if pool.events.enabled() {
+                    // Lets the event queue reach the broker before the connection goes.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let _ = session.conn.close(200, "worker stopped".into()).await;
+                return Ended::Stopped;
+            }
+            _ = heartbeat.tick(), if pool.events.enabled() => pool.worker_event("worker-heartbeat"),
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "task panicked");
+                }
+            }
+            msg = pidbox.next() => match msg {
+                Some(Ok(d)) => control(pool, &d.data),
+                _ => break Ended::Reconnect,
+            },
+            d = deliveries.next() => match d {
+                Some(Ok((queue, d))) => {
+                    let pool = pool.clone();
+                    let max = config.max_message_bytes;
+                    tasks.spawn(async move { handle(pool, queue, d, max).await });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer failed; reconnecting");
+                    break Ended::Reconnect;
+                }
+                None => break Ended::Reconnect,
+            },
+        }
+    };
+    pool.broker.connected.send_replace(false);
+    pool.broker.publish_tx.send_replace(None);
+    let _ = session.conn.close(320, "reconnecting".into()).await;
+    ended
+}
+
+/// A `celery.pidbox` message.
+fn control<S: StepRunner, R: ResultStore>(pool: &Pool<S, R, AmqpBroker>, body: &[u8]) {
+    if let Some(ids) = revoked_ids(body) {
+        for id in ids {
+            tracing::info!(task_id = %id, "revoked");
+            pool.revocations.revoke(&id);
+        }
+    }
+}
+
+/// Lets running steps finish within the grace period; then returns what is
+/// still held to the queue.
+async fn drain<S: StepRunner, R: ResultStore>(
+    pool: &Pool<S, R, AmqpBroker>,
+    tasks: &mut JoinSet<()>,
+) {
+    let deadline = tokio::time::sleep(pool.config.shutdown_grace);
+    tokio::pin!(deadline);
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = &mut deadline => {
+                tracing::warn!(running = tasks.len(), "grace period over; returning running tasks to the queue");
+                pool.requeue_everything().await;
+                tasks.abort_all();
+                return;
+            }
+            _ = tasks.join_next() => {}
+        }
+    }
+}
+
+/// One delivery: decoded and handed to the pool, or refused.
+async fn handle<S: StepRunner, R: ResultStore>(
+    pool: Arc<Pool<S, R, AmqpBroker>>,
+    queue: String,
+    d: Delivery,
+    max_message_bytes: usize,
+) {
+    let copy = Parked {
+        queue,
+        properties: d.properties.clone(),
+        body: d.data.clone(),
+    };
+    let headers = d
+        .properties
+        .headers()
+        .as_ref()
+        .map(amqp::headers_to_json)
+        .unwrap_or_default();
+    let props = Properties {
+        content_type: d.properties.content_type().as_ref().map(|s| s.as_str()),
+        content_encoding: d.properties.content_encoding().as_ref().map(|s| s.as_str()),
+        correlation_id: d.properties.correlation_id().as_ref().map(|s| s.as_str()),
+        reply_to: d.properties.reply_to().as_ref().map(|s| s.as_str()),
+        priority: *d.properties.priority(),
+    };
+    let msg = match decode(&props, &headers, &d.data, max_message_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            let id = claimed_id(&headers, props.correlation_id);
+            tracing::warn!(task_id = ?id, error = %e, "refused a delivery");
+            match id {
+                Some(id) => {
+                    pool.refuse(&id, props.reply_to, d.acker, &refusal(&e))
+                        .await
+                }
+                // Nothing to answer: dropped, never requeued into a crash loop.
+                None => {
+                    pool.metrics.tasks_rejected.inc();
+                    d.acker.discard().await;
+                }
+            }
+            return;
+        }
+    };
+    let accepted = Accepted {
+        id: msg.id,
+        task: msg.task,
+        kwargs: msg.kwargs,
+        reply_to: msg.reply_to,
+        retries: msg.retries,
+        headers,
+    };
+    pool.accept(accepted, d.acker, Some(copy)).await;
+}

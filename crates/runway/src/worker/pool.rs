@@ -1,0 +1,307 @@
+//! The worker pool: from an accepted task message to its stored result and
+//! acknowledged deliveries. Broker-independent: deliveries arrive with an
+//! [`Ack`], results go to a [`ResultStore`], steps run through a
+//! [`StepRunner`], so the claim, dedupe and parking rules are tested
+//! against in-memory fakes (`pool/tests.rs`).
+
+mod park;
+mod settle;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use super::ack::Ack;
+use super::events::Events;
+use super::ledger::{Entry, Ledger};
+use super::outcome::task_event;
+use super::runner::StepRunner;
+use super::task::Finish;
+use super::wait::Revocations;
+use crate::metrics::Metrics;
+use crate::results::backend::{Claim, ResultStore};
+use crate::retry::Backoff;
+use backon::BackoffBuilder as _;
+
+pub use park::{Broker, Parked};
+
+/// The one task this worker runs.
+pub use runway_core::celery::STEP_TASK as TASK;
+
+/// How many step-end-to-result latencies are kept for `runway bench worker`.
+pub const LATENCY_SAMPLES: usize = 1_000_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pool's fixed settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The Celery node name; also the claim's owner.
+    pub hostname: String,
+    pub concurrency: usize,
+    pub shutdown_grace: Duration,
+    /// How long a delivery stays unacknowledged before it is parked (below
+    /// RabbitMQ's consumer_timeout).
+    pub ack_deadline: Duration,
+    /// How long a task's claim outlives its worker (renewed at a third).
+    pub claim_ttl: Duration,
+}
+
+/// A task message the consumer decoded.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: String,
+    pub task: String,
+    pub kwargs: Map<String, Value>,
+    pub reply_to: Option<String>,
+    pub retries: u64,
+    /// The message headers (for the `task-received` event's fields).
+    pub headers: Map<String, Value>,
+}
+
+/// The worker pool.
+#[derive(Debug)]
+pub struct Pool<S, R, B: Broker> {
+    pub runner: S,
+    pub store: R,
+    pub broker: B,
+    pub revocations: Arc<Revocations>,
+    pub metrics: Arc<Metrics>,
+    /// Celery events (`--task-events`).
+    pub events: Arc<Events>,
+    pub config: PoolConfig,
+    permits: Arc<Semaphore>,
+    ledger: Mutex<Ledger<B::Ack>>,
+    /// Tasks taken on (Celery's `processed` counts accepted tasks).
+    pub processed: AtomicU64,
+    /// Seconds from step Job end to stored result, the first
+    /// [`LATENCY_SAMPLES`] of them (for `runway bench worker`).
+    pub latencies: Mutex<Vec<f64>>,
+}
+
+/// What decides whether this worker runs a task it holds.
+enum Turn {
+    /// This worker holds the claim and no result is stored: run it.
+    Run,
+    /// The result is stored (here or by another worker): acknowledge.
+    Answered,
+}
+
+impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
+    pub fn new(
+        runner: S,
+        store: R,
+        broker: B,
+        events: Arc<Events>,
+        metrics: Arc<Metrics>,
+        config: PoolConfig,
+    ) -> Arc<Self> {
+        Arc::new(Pool {
+            runner,
+            store,
+            broker,
+            revocations: Arc::default(),
+            metrics,
+            events,
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config,
+            ledger: Mutex::default(),
+            processed: AtomicU64::new(0),
+            latencies: Mutex::default(),
+        })
+    }
+
+    /// One decoded task delivery, to its acknowledgement. `copy` is what a
+    /// parked copy of the message is published from.
+    pub async fn accept(self: Arc<Self>, msg: Accepted, ack: B::Ack, copy: Option<Parked>) {
+        if msg.task != TASK {
+            self.refuse_unregistered(&msg, ack).await;
+            return;
+        }
+        // A redelivery of a task running here joins it.
+        if lock(&self.ledger).enter(&msg.id, ack) == Entry::Joined {
+            self.metrics.tasks_deduplicated.inc();
+            return;
+        }
+        // Held deliveries go to a parked copy before RabbitMQ's consumer
+        // timeout would close the channel under a long step.
+        let _parker = copy
+            .map(|c| park::AbortOnDrop(tokio::spawn(self.clone().park_loop(msg.id.clone(), c))));
+        self.received_event(&msg);
+        if lock(&self.ledger).is_done(&msg.id) {
+            self.answered(&msg.id).await;
+            return;
+        }
+        match self.take_turn(&msg.id).await {
+            Turn::Answered => self.answered(&msg.id).await,
+            Turn::Run => self.run(msg).await,
+        }
+    }
+
+    /// One worker runs a task; another holding a delivery of it (after a
+    /// broker restart) waits for that run's result instead, or takes the
+    /// task over when the claim lapses without one.
+    async fn take_turn(&self, id: &str) -> Turn {
+        let mut delays = Backoff::request().build();
+        loop {
+            match self
+                .store
+                .claim(id, &self.config.hostname, self.config.claim_ttl)
+                .await
+            {
+                Ok(Claim::Mine) => break,
+                Ok(Claim::Other(owner)) => {
+                    tracing::info!(task_id = %id, %owner, "another worker runs this task; waiting for its result");
+                    if self.follow(id).await {
+                        return Turn::Answered;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %id, error = %e, "cannot claim the task yet; retrying");
+                    tokio::time::sleep(delays.delay()).await;
+                }
+            }
+        }
+        // The claim is ours and the store answers: a stored result means done.
+        if self.stored(id).await {
+            if let Err(e) = self.store.release(id).await {
+                tracing::debug!(task_id = %id, error = %e, "releasing the claim failed; it expires");
+            }
+            return Turn::Answered;
+        }
+        Turn::Run
+    }
+
+    /// Runs the step under a concurrency permit, renewing the claim, then
+    /// stores its result.
+    async fn run(&self, msg: Accepted) {
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            // The pool is closing: the deliveries go back to the queue.
+            self.requeue_all(&msg.id).await;
+            return;
+        };
+        self.metrics.tasks_in_flight.inc();
+        self.processed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let revoke = self.revocations.running(&msg.id);
+        tracing::info!(task_id = %msg.id, "received");
+        self.events
+            .task("task-started", vec![("uuid", msg.id.clone().into())]);
+        let started = Instant::now();
+        let job_done = std::sync::OnceLock::new();
+        let finish = self.run_renewing(&msg, revoke, &job_done).await;
+        self.metrics.tasks_in_flight.dec();
+        task_event(
+            &self.events,
+            &msg.id,
+            &finish,
+            started.elapsed().as_secs_f64(),
+        );
+        // The result's latency counts from the step Job's end as the watch saw it.
+        let ended = job_done.get().copied().unwrap_or_else(Instant::now);
+        self.finish(
+            &msg.id,
+            msg.reply_to.as_deref(),
+            Vec::new(),
+            &finish,
+            Some(ended),
+        )
+        .await;
+    }
+
+    /// The step, with the claim renewed at a third of its lifetime.
+    async fn run_renewing(
+        &self,
+        msg: &Accepted,
+        revoke: super::wait::RevokeWait,
+        job_done: &std::sync::OnceLock<Instant>,
+    ) -> Finish {
+        let exec = self.runner.run(&msg.kwargs, revoke, job_done);
+        tokio::pin!(exec);
+        let mut renew = tokio::time::interval(self.config.claim_ttl / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                f = &mut exec => return f,
+                _ = renew.tick() => {
+                    if let Err(e) = self.store.renew(&msg.id, self.config.claim_ttl).await {
+                        tracing::warn!(task_id = %msg.id, error = %e, "renewing the claim failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits while another worker holds the claim: `true` once the result
+    /// is stored, `false` when the claim lapsed without one (its worker died).
+    async fn follow(&self, id: &str) -> bool {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.stored(id).await {
+                return true;
+            }
+            if let Ok(None) = self.store.holder(id).await {
+                return self.stored(id).await;
+            }
+        }
+    }
+
+    /// Whether a result is stored, asked until the backend answers (an
+    /// unreachable backend is not "no result": that would run a task twice).
+    async fn stored(&self, id: &str) -> bool {
+        let mut delays = Backoff::request().build();
+        loop {
+            match self.store.exists(id).await {
+                Ok(b) => return b,
+                Err(e) => {
+                    tracing::warn!(task_id = %id, error = %e, "cannot read the result backend; retrying");
+                    tokio::time::sleep(delays.delay()).await;
+                }
+            }
+        }
+    }
+
+    fn received_event(&self, msg: &Accepted) {
+        if !self.events.enabled() {
+            return;
+        }
+        let h = |k: &str| msg.headers.get(k).cloned().unwrap_or(Value::Null);
+        self.events.task(
+            "task-received",
+            vec![
+                ("uuid", msg.id.clone().into()),
+                ("name", msg.task.clone().into()),
+                ("args", h("argsrepr")),
+                ("kwargs", h("kwargsrepr")),
+                ("root_id", h("root_id")),
+                ("parent_id", h("parent_id")),
+                ("retries", msg.retries.into()),
+                ("eta", h("eta")),
+                ("expires", h("expires")),
+            ],
+        );
+    }
+
+    /// Sends Celery's worker event of this type (online, heartbeat, offline).
+    pub fn worker_event(&self, ty: &str) {
+        let active = usize::try_from(self.metrics.tasks_in_flight.get()).unwrap_or(0);
+        let processed = self.processed.load(std::sync::atomic::Ordering::Relaxed);
+        self.events.worker(ty, active, processed);
+    }
+
+    /// The grace period ran out: every held delivery goes back to the queue.
+    pub async fn requeue_everything(&self) {
+        let held = lock(&self.ledger).drain();
+        for a in held {
+            a.requeue().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

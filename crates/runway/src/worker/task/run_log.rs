@@ -1,0 +1,129 @@
+//! A task's writes into Dagster's event log: engine events and step
+//! failures, stored the way `instance.handle_new_event` stores them.
+
+use serde_json::Value;
+
+use super::Ctx;
+use crate::cluster::{self, JobApi};
+use crate::worker::pg::EventRow;
+use runway_core::celery::pyval::{saferepr, PyVal};
+use runway_core::dagster::instance::PgTarget;
+use runway_core::dagster::serdes::{self, Meta, ERROR, INFO};
+
+/// Where one task reads and writes Dagster's storage.
+pub(super) struct Run<'a, K> {
+    pub ctx: &'a Ctx<K>,
+    pub run_target: PgTarget,
+    pub events_target: PgTarget,
+    pub run_id: String,
+    pub job_name: String,
+    pub step_key: String,
+}
+
+impl<K: JobApi> Run<'_, K> {
+    /// Writes an event-log row the way `instance.handle_new_event` does.
+    pub async fn store(&self, event: &Value, level: u8, user_message: &str) {
+        let ts = now_f64();
+        let entry = serdes::log_entry(&self.run_id, event, level, user_message, ts);
+        let text = serdes::serialize(&entry);
+        let ty = event
+            .get("event_type_value")
+            .and_then(Value::as_str)
+            .unwrap_or("ENGINE_EVENT");
+        let row = EventRow {
+            run_id: &self.run_id,
+            event: &text,
+            event_type: ty,
+            timestamp: ts,
+            step_key: &self.step_key,
+        };
+        // The Python task lets a storage error fail the task; the step itself
+        // is what matters here, so a lost engine event is logged instead.
+        if let Err(e) = self.ctx.pg.store_event(&self.events_target, &row).await {
+            tracing::warn!(run_id = %self.run_id, step = %self.step_key, error = %e, "storing an event failed");
+        }
+    }
+
+    pub async fn engine(
+        &self,
+        message: &str,
+        metadata: &[(&str, Meta)],
+        marker_end: Option<&str>,
+        error: Option<Value>,
+    ) -> Value {
+        let ev = serdes::engine_event(
+            &self.job_name,
+            &self.step_key,
+            message,
+            metadata,
+            marker_end,
+            error,
+        );
+        self.store(&ev, INFO, "").await;
+        ev
+    }
+
+    pub async fn step_failure(&self, message: &str) -> Value {
+        let err = serdes::error_info("dagster_k8s.client", "DagsterK8sError", message);
+        let ev = serdes::step_failure(&self.job_name, &self.step_key, err);
+        self.store(&ev, ERROR, message).await;
+        ev
+    }
+}
+
+fn now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+pub(super) fn api_error(e: &cluster::Error) -> Value {
+    serdes::error_info(
+        "kubernetes.client.exceptions",
+        "ApiException",
+        &e.to_string(),
+    )
+}
+
+/// `str()` of a Python value given as JSON.
+pub(super) fn py_str(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "None".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => serde_json::from_value::<PyVal>(v.clone())
+            .map(|p| saferepr(&p, usize::MAX >> 2, usize::MAX >> 2))
+            .unwrap_or_else(|_| v.to_string()),
+    }
+}
+
+impl<K: JobApi> Run<'_, K> {
+    /// "Task for step … picked up by Celery", with the worker's names.
+    pub async fn picked_up(&self) {
+        let ctx = self.ctx;
+        self.engine(
+            &format!("Task for step {} picked up by Celery", self.step_key),
+            &[
+                ("Celery worker name", Meta::text(&ctx.hostname)),
+                (
+                    "Celery worker Kubernetes Pod name",
+                    Meta::opt(ctx.pod_name.as_deref()),
+                ),
+            ],
+            None,
+            None,
+        )
+        .await;
+    }
+
+    /// The run is no longer STARTED: the step is not scheduled.
+    pub async fn not_started(&self) {
+        self.engine(
+            "Not scheduling step because dagster run status is not STARTED",
+            &[("Step key", Meta::text(&self.step_key))],
+            None,
+            None,
+        )
+        .await;
+    }
+}
