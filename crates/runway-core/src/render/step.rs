@@ -1,0 +1,36 @@
+//! The step Job of an `execute_step_k8s_job` task.
+
+use super::*;
+
+/// A step Job, as the `execute_step_k8s_job` task builds it.
+pub fn render_step(task: &StepTask, env: &dyn Env) -> Result<Rendered, Error> {
+    let mut labels = vec![
+        ("dagster/job".to_owned(), task.job_name.clone()),
+        ("dagster/op".to_owned(), task.step_key.clone()),
+        ("dagster/run-id".to_owned(), task.run_id.clone()),
+    ];
+    if let Some(loc) = &task.code_location {
+        labels.push(("dagster/code-location".to_owned(), loc.clone()));
+    }
+    let job = build_job(
+        &JobRequest {
+            job_config: &task.job_config,
+            args: task.args.clone(),
+            job_name: &task.k8s_job_name,
+            pod_name: &task.k8s_job_name,
+            user: &task.user,
+            component: "step_worker",
+            labels,
+            env_vars: vec![
+                ("DAGSTER_RUN_JOB_NAME".into(), task.job_name.clone()),
+                ("DAGSTER_RUN_STEP_KEY".into(), task.step_key.clone()),
+            ],
+        },
+        env,
+    )?;
+    Ok(Rendered {
+        job,
+        namespace: task.namespace.clone(),
+        dropped_env_vars: Vec::new(),
+    })
+}
