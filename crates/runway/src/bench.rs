@@ -53,6 +53,7 @@ pub fn time_render(case: &Value, env: &dyn Env, iterations: u32) -> Result<Rende
     })
 }
 
+mod cluster;
 pub mod launch;
 pub mod publish;
 pub mod worker;
@@ -125,4 +126,17 @@ pub fn index_memory(runs: usize) -> Value {
         "rss_growth_mb": grown as f64 / 1_048_576.0,
         "bytes_per_run": grown as f64 / runs.max(1) as f64,
     })
+}
+
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub(crate) fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
 }

@@ -13,13 +13,15 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use super::launch::{bench_cluster, pct, sorted, NS};
+use super::cluster::bench_cluster;
+use super::{pct, sorted};
 use crate::app;
 use crate::broker::publish::{uuid4, Publisher};
 use crate::results::watch::Results;
 use crate::worker::settings::WorkerArgs;
 use runway_core::celery::message::{encode, NewTask};
 use runway_core::celery::pyval::PyVal;
+use runway_devcluster::seed::NS;
 
 #[derive(Debug, Error)]
 pub enum Error {
