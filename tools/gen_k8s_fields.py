@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate `src/k8s/config/fields.rs`: the Kubernetes model field table.
+"""Generate `crates/runway-core/src/k8s/config/fields.rs`: the Kubernetes model field table.
 
 For every Kubernetes API model reachable from the models that Dagster's k8s
 config sections use (see ROOTS), the table lists each field's JSON (camelCase)
@@ -61,7 +61,7 @@ from typing import Union
 
 DEFAULT_VERSION = "1.36.0"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_OUT = os.path.join("src", "k8s", "config", "fields.rs")  # relative to REPO_ROOT
+DEFAULT_OUT = os.path.join("crates", "runway-core", "src", "k8s", "config", "fields.rs")  # relative to REPO_ROOT
 GENERATOR = "tools/gen_k8s_fields.py"
 
 # The models Dagster's k8s config sections are built from. Everything reachable

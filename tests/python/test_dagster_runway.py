@@ -489,7 +489,8 @@ def test_health_diagnoses_pod_failures_the_stock_launcher_cannot_see(stock, diag
 def test_a_starting_run_whose_image_cannot_be_pulled_fails_within_seconds(runway):
     started = time.monotonic()
     run = launch(runway, image="registry.invalid/missing:1")
-    assert run.status == DagsterRunStatus.STARTING
+    # The launch itself succeeds; the watcher may fail the run before this line reads it.
+    assert run.status in (DagsterRunStatus.STARTING, DagsterRunStatus.FAILURE)
     run = wait_for(lambda: (r := runway.get_run_by_id(run.run_id)).is_finished and r,
                    "the run to fail")
     assert run.status == DagsterRunStatus.FAILURE

@@ -1,4 +1,4 @@
-"""Checks the generated Kubernetes field table (src/k8s/config/fields.rs).
+"""Checks the generated Kubernetes field table (crates/runway-core/src/k8s/config/fields.rs).
 
 The table is generated from the Kubernetes OpenAPI schema by
 tools/gen_k8s_fields.py; runway uses it to reproduce dagster-k8s's key
@@ -23,7 +23,7 @@ from kubernetes.client.configuration import Configuration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERATOR_PATH = REPO_ROOT / "tools" / "gen_k8s_fields.py"
-FIELDS_RS = REPO_ROOT / "src" / "k8s" / "config" / "fields.rs"
+FIELDS_RS = REPO_ROOT / "crates" / "runway-core" / "src" / "k8s" / "config" / "fields.rs"
 
 
 def _load_generator():
@@ -150,7 +150,7 @@ def test_committed_fields_rs_is_current():
     expected = gen.generate(gen.DEFAULT_VERSION)
     actual = FIELDS_RS.read_text(encoding="utf-8")
     assert actual == expected, (
-        "src/k8s/config/fields.rs is stale; regenerate it with"
+        "crates/runway-core/src/k8s/config/fields.rs is stale; regenerate it with"
         " `.venv/bin/python tools/gen_k8s_fields.py`"
     )
 
