@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PY := .venv/bin/python
 
-.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity python-test chart bench fixtures fields
+.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity python-test chart bench fixtures fields image
 
 test: bootstrap fmt clippy rust-test python-test
 
@@ -57,6 +57,12 @@ bench:
 queue-latency:
 	RUNWAY_BIN=target/debug/runway RUNWAY_E2E_QUEUED_RUNS=200 $(PY) -m pytest -q -s \
 		tests/python/test_dagster_e2e.py -k queued_runs
+
+# The production image, built offline: a static runway (no dev cluster) in the
+# Containerfile's final stage. IMAGE= names the tag (default
+# localhost/runway:<crate version>); ENGINE=docker builds with docker buildx.
+image:
+	@scripts/image.sh
 
 # Regenerate committed artefacts (never edited by hand).
 fixtures:

@@ -25,12 +25,21 @@ command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 # protoc for the gRPC contract (build.rs)
 command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# The production image: podman and runc build and run it (scripts/podman/),
+# musl-gcc builds the static binary's C parts (ring, mimalloc).
+command -v podman >/dev/null || need_pkgs+=(podman)
+command -v runc >/dev/null || need_pkgs+=(runc)
+command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     as_root apt-get update -q
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q "${need_pkgs[@]}"
 fi
 command -v cargo >/dev/null || { echo "cargo (the Rust toolchain) is required" >&2; exit 1; }
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    log "rustup target add x86_64-unknown-linux-musl (the static binary of the image)"
+    rustup target add x86_64-unknown-linux-musl
+fi
 
 # --- Loopback services (started only when not already listening) ------------
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -14,6 +14,7 @@ pub mod pyfmt;
 pub mod serdes;
 pub mod step;
 pub mod tags;
+pub mod version;
 
 pub use error::Error;
 
@@ -22,16 +23,6 @@ pub use error::Error;
 /// give each case its own.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
-}
-
-/// The real process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
 }
 
 impl Env for std::collections::BTreeMap<String, String> {

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "runway",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("RUNWAY_REVISION"), ")"),
     about = "Kubernetes run launcher and step executor for Dagster"
 )]
 pub struct Cli {

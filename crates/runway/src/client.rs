@@ -107,6 +107,11 @@ pub fn request_from_case(
             config_json,
         }),
         env: HashMap::new(),
+        dagster_version: case
+            .get("dagster_version")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod broker;
 pub mod client;
 pub mod cluster;
+pub mod env;
 pub mod metrics;
 pub mod ops;
 pub mod results;

@@ -9,6 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +39,16 @@ pub struct KindLabel {
 pub struct StatusLabel {
     pub status: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+/// The crate version and the git revision the binary was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("RUNWAY_REVISION");
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
     // 100 µs .. ~26 s
@@ -121,6 +132,14 @@ impl Metrics {
             tasks_parked: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "build",
+            "The version and git revision this binary was built from",
+            Info::new(BuildLabels {
+                version: VERSION,
+                revision: REVISION,
+            }),
+        );
         registry.register(
             "launch_duration_seconds",
             "LaunchRun/ResumeRun latency, request to Job accepted",

@@ -90,7 +90,7 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         hostname: hostname.clone(),
         pod_name: std::env::var("HOSTNAME").ok(),
         postgres,
-        env: Box::new(runway_core::dagster::ProcessEnv),
+        env: Box::new(crate::env::ProcessEnv),
     };
     let events = if args.task_events {
         let (events, task) =

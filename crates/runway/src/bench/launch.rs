@@ -106,6 +106,7 @@ impl Case {
             }),
             launcher: Some(launcher),
             env: HashMap::new(),
+            dagster_version: String::new(),
         }
     }
 }

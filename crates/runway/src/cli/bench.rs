@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use runway_core::dagster::ProcessEnv;
+use runway::env::ProcessEnv;
 use runway_core::render::parse_case_text;
 
 #[derive(Debug, Subcommand)]

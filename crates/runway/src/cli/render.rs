@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use runway_core::dagster::ProcessEnv;
+use runway::env::ProcessEnv;
 use runway_core::render::{parse_case_text, render_case};
 
 use super::Output;

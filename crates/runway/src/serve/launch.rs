@@ -2,6 +2,7 @@
 //! the Job, and on a 409 decide whether the existing Job is this run's.
 
 use super::*;
+use runway_core::dagster::version::Profile;
 
 impl<K: JobApi> Launch<K> {
     /// LaunchRun and ResumeRun.
@@ -11,6 +12,9 @@ impl<K: JobApi> Launch<K> {
         resume: bool,
     ) -> Result<Launched, Error> {
         let run = check_run(req, resume)?;
+        // A Dagster version no profile covers is refused before anything is rendered.
+        Profile::for_version(&req.dagster_version)
+            .map_err(|e| invalid("dagster_version", e.to_string()))?;
         let env: BTreeMap<String, String> = req
             .env
             .iter()

@@ -202,6 +202,7 @@ pub fn seed_request(run_id: &str, k8s_config: Option<Value>) -> proto::LaunchRun
         }),
         launcher: Some(launcher_config(&case["launcher"], "K8sRunLauncher")),
         env: HashMap::new(),
+        dagster_version: String::new(),
     }
 }
 

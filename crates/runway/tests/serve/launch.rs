@@ -111,6 +111,18 @@ async fn bad_requests_name_the_field_and_create_nothing() {
         err.message()
     );
 
+    // A Dagster no profile covers is refused with the supported range.
+    let mut ancient = seed_request(&run_id(5), None);
+    ancient.dagster_version = "0.15.8".into();
+    let err = h.grpc.launch_run(ancient).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message()
+            .starts_with("dagster_version: Dagster 0.15.8 is not supported"),
+        "{}",
+        err.message()
+    );
+
     let jobs = h.jobs().list(&ListParams::default()).await.unwrap();
     assert!(jobs.items.is_empty(), "{:?}", jobs.items.len());
     h.finish().await;

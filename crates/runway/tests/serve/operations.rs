@@ -48,6 +48,13 @@ async fn token_and_metrics_and_probes() {
     assert!(get("/ready").await.starts_with("HTTP/1.1 200"));
     assert!(get("/live").await.starts_with("HTTP/1.1 200"));
     let metrics = get("/metrics").await;
+    let build = format!(
+        "runway_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+        runway::metrics::VERSION,
+        runway::metrics::REVISION
+    );
+    assert!(metrics.contains(&build), "{metrics}");
+    assert_ne!(runway::metrics::REVISION, "", "the build stamps a revision");
     assert!(
         metrics.contains("runway_health_checks_total{status=\"NOT_FOUND\"} 1"),
         "{metrics}"

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18runway/v1/launcher.proto\x12\trunway.v1\"M\n\x0eLauncherConfig\x12\x16\n\x0elauncher_class\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\"\x90\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x15\n\rlocation_name\x18\x03 \x01(\t\x12\x12\n\x05image\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x1e\n\x16\x63ontainer_context_json\x18\x05 \x01(\t\x12&\n\x04tags\x18\x06 \x03(\x0b\x32\x18.runway.v1.Run.TagsEntry\x12\x0c\n\x04\x61rgs\x18\x07 \x03(\t\x12\x16\n\x0eresume_attempt\x18\x08 \x01(\r\x12\x17\n\x0frun_config_json\x18\t \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_image\"\xbb\x01\n\x10LaunchRunRequest\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.runway.v1.Run\x12+\n\x08launcher\x18\x02 \x01(\x0b\x32\x19.runway.v1.LauncherConfig\x12\x31\n\x03\x65nv\x18\x03 \x03(\x0b\x32$.runway.v1.LaunchRunRequest.EnvEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x7f\n\x11LaunchRunResponse\x12\x10\n\x08job_name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\x12\x0f\n\x07\x63reated\x18\x05 \x01(\x08\x12\x18\n\x10\x64ropped_env_vars\x18\x06 \x03(\t\"k\n\x13TerminateRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x02 \x01(\r\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x19\n\x11include_step_jobs\x18\x04 \x01(\x08\"V\n\x14TerminateRunResponse\x12\x12\n\nterminated\x18\x01 \x01(\x08\x12\x14\n\x0c\x64\x65leted_jobs\x18\x02 \x03(\t\x12\x14\n\x0c\x64\x65leted_pods\x18\x03 \x03(\t\"\x96\x01\n\x1b\x43heckRunWorkerHealthRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x02 \x01(\r\x12\x12\n\nrun_status\x18\x03 \x01(\t\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.runway.v1.HealthMode\x12\x16\n\x0elauncher_class\x18\x05 \x01(\t\"\x8d\x01\n\x1c\x43heckRunWorkerHealthResponse\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.runway.v1.WorkerStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08job_name\x18\x04 \x01(\t\x12\x11\n\ttransient\x18\x05 \x01(\x08\"y\n\x1cGetRunWorkerDebugInfoRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x02 \x01(\r\x12\x1e\n\x16include_container_logs\x18\x03 \x01(\x08\x12\x11\n\tlog_lines\x18\x04 \x01(\r\"-\n\x1dGetRunWorkerDebugInfoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\"j\n\x10WatchRunsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x17\n\x0finclude_current\x18\x03 \x01(\x08\x12\x19\n\x11include_step_jobs\x18\x04 \x01(\x08\"\xe7\x01\n\rRunTransition\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.runway.v1.WorkerStatus\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x1a\n\x12observed_at_micros\x18\x07 \x01(\x03\x12\x18\n\x10resource_version\x18\x08 \x01(\t\x12\x10\n\x08step_key\x18\t \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\n \x01(\x08*\xb5\x01\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15WORKER_STATUS_RUNNING\x10\x01\x12\x1b\n\x17WORKER_STATUS_NOT_FOUND\x10\x02\x12\x18\n\x14WORKER_STATUS_FAILED\x10\x03\x12\x19\n\x15WORKER_STATUS_SUCCESS\x10\x04\x12\x19\n\x15WORKER_STATUS_UNKNOWN\x10\x05*F\n\nHealthMode\x12\x18\n\x14HEALTH_MODE_DIAGNOSE\x10\x00\x12\x1e\n\x1aHEALTH_MODE_DAGSTER_COMPAT\x10\x01\x32\x89\x04\n\x0bRunLauncher\x12\x46\n\tLaunchRun\x12\x1b.runway.v1.LaunchRunRequest\x1a\x1c.runway.v1.LaunchRunResponse\x12\x46\n\tResumeRun\x12\x1b.runway.v1.LaunchRunRequest\x1a\x1c.runway.v1.LaunchRunResponse\x12O\n\x0cTerminateRun\x12\x1e.runway.v1.TerminateRunRequest\x1a\x1f.runway.v1.TerminateRunResponse\x12g\n\x14\x43heckRunWorkerHealth\x12&.runway.v1.CheckRunWorkerHealthRequest\x1a\'.runway.v1.CheckRunWorkerHealthResponse\x12j\n\x15GetRunWorkerDebugInfo\x12\'.runway.v1.GetRunWorkerDebugInfoRequest\x1a(.runway.v1.GetRunWorkerDebugInfoResponse\x12\x44\n\tWatchRuns\x12\x1b.runway.v1.WatchRunsRequest\x1a\x18.runway.v1.RunTransition0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18runway/v1/launcher.proto\x12\trunway.v1\"M\n\x0eLauncherConfig\x12\x16\n\x0elauncher_class\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\"\x90\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x15\n\rlocation_name\x18\x03 \x01(\t\x12\x12\n\x05image\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x1e\n\x16\x63ontainer_context_json\x18\x05 \x01(\t\x12&\n\x04tags\x18\x06 \x03(\x0b\x32\x18.runway.v1.Run.TagsEntry\x12\x0c\n\x04\x61rgs\x18\x07 \x03(\t\x12\x16\n\x0eresume_attempt\x18\x08 \x01(\r\x12\x17\n\x0frun_config_json\x18\t \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_image\"\xd4\x01\n\x10LaunchRunRequest\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.runway.v1.Run\x12+\n\x08launcher\x18\x02 \x01(\x0b\x32\x19.runway.v1.LauncherConfig\x12\x31\n\x03\x65nv\x18\x03 \x03(\x0b\x32$.runway.v1.LaunchRunRequest.EnvEntry\x12\x17\n\x0f\x64\x61gster_version\x18\x04 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x7f\n\x11LaunchRunResponse\x12\x10\n\x08job_name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\x12\x0f\n\x07\x63reated\x18\x05 \x01(\x08\x12\x18\n\x10\x64ropped_env_vars\x18\x06 \x03(\t\"k\n\x13TerminateRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x02 \x01(\r\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x19\n\x11include_step_jobs\x18\x04 \x01(\x08\"V\n\x14TerminateRunResponse\x12\x12\n\nterminated\x18\x01 \x01(\x08\x12\x14\n\x0c\x64\x65leted_jobs\x18\x02 \x03(\t\x12\x14\n\x0c\x64\x65leted_pods\x18\x03 \x03(\t\"\x96\x01\n\x1b\x43heckRunWorkerHealthRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x02 \x01(\r\x12\x12\n\nrun_status\x18\x03 \x01(\t\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.runway.v1.HealthMode\x12\x16\n\x0elauncher_class\x18\x05 \x01(\t\"\x8d\x01\n\x1c\x43heckRunWorkerHealthResponse\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.runway.v1.WorkerStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08job_name\x18\x04 \x01(\t\x12\x11\n\ttransient\x18\x05 \x01(\x08\"y\n\x1cGetRunWorkerDebugInfoRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0eresume_attempt\x18\x02 \x01(\r\x12\x1e\n\x16include_container_logs\x18\x03 \x01(\x08\x12\x11\n\tlog_lines\x18\x04 \x01(\r\"-\n\x1dGetRunWorkerDebugInfoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\"j\n\x10WatchRunsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x17\n\x0finclude_current\x18\x03 \x01(\x08\x12\x19\n\x11include_step_jobs\x18\x04 \x01(\x08\"\xe7\x01\n\rRunTransition\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.runway.v1.WorkerStatus\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x1a\n\x12observed_at_micros\x18\x07 \x01(\x03\x12\x18\n\x10resource_version\x18\x08 \x01(\t\x12\x10\n\x08step_key\x18\t \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\n \x01(\x08*\xb5\x01\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15WORKER_STATUS_RUNNING\x10\x01\x12\x1b\n\x17WORKER_STATUS_NOT_FOUND\x10\x02\x12\x18\n\x14WORKER_STATUS_FAILED\x10\x03\x12\x19\n\x15WORKER_STATUS_SUCCESS\x10\x04\x12\x19\n\x15WORKER_STATUS_UNKNOWN\x10\x05*F\n\nHealthMode\x12\x18\n\x14HEALTH_MODE_DIAGNOSE\x10\x00\x12\x1e\n\x1aHEALTH_MODE_DAGSTER_COMPAT\x10\x01\x32\x89\x04\n\x0bRunLauncher\x12\x46\n\tLaunchRun\x12\x1b.runway.v1.LaunchRunRequest\x1a\x1c.runway.v1.LaunchRunResponse\x12\x46\n\tResumeRun\x12\x1b.runway.v1.LaunchRunRequest\x1a\x1c.runway.v1.LaunchRunResponse\x12O\n\x0cTerminateRun\x12\x1e.runway.v1.TerminateRunRequest\x1a\x1f.runway.v1.TerminateRunResponse\x12g\n\x14\x43heckRunWorkerHealth\x12&.runway.v1.CheckRunWorkerHealthRequest\x1a\'.runway.v1.CheckRunWorkerHealthResponse\x12j\n\x15GetRunWorkerDebugInfo\x12\'.runway.v1.GetRunWorkerDebugInfoRequest\x1a(.runway.v1.GetRunWorkerDebugInfoResponse\x12\x44\n\tWatchRuns\x12\x1b.runway.v1.WatchRunsRequest\x1a\x18.runway.v1.RunTransition0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN_TAGSENTRY']._serialized_options = b'8\001'
   _globals['_LAUNCHRUNREQUEST_ENVENTRY']._loaded_options = None
   _globals['_LAUNCHRUNREQUEST_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_WORKERSTATUS']._serialized_start=1719
-  _globals['_WORKERSTATUS']._serialized_end=1900
-  _globals['_HEALTHMODE']._serialized_start=1902
-  _globals['_HEALTHMODE']._serialized_end=1972
+  _globals['_WORKERSTATUS']._serialized_start=1744
+  _globals['_WORKERSTATUS']._serialized_end=1925
+  _globals['_HEALTHMODE']._serialized_start=1927
+  _globals['_HEALTHMODE']._serialized_end=1997
   _globals['_LAUNCHERCONFIG']._serialized_start=39
   _globals['_LAUNCHERCONFIG']._serialized_end=116
   _globals['_RUN']._serialized_start=119
@@ -46,27 +46,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN_TAGSENTRY']._serialized_start=338
   _globals['_RUN_TAGSENTRY']._serialized_end=381
   _globals['_LAUNCHRUNREQUEST']._serialized_start=394
-  _globals['_LAUNCHRUNREQUEST']._serialized_end=581
-  _globals['_LAUNCHRUNREQUEST_ENVENTRY']._serialized_start=539
-  _globals['_LAUNCHRUNREQUEST_ENVENTRY']._serialized_end=581
-  _globals['_LAUNCHRUNRESPONSE']._serialized_start=583
-  _globals['_LAUNCHRUNRESPONSE']._serialized_end=710
-  _globals['_TERMINATERUNREQUEST']._serialized_start=712
-  _globals['_TERMINATERUNREQUEST']._serialized_end=819
-  _globals['_TERMINATERUNRESPONSE']._serialized_start=821
-  _globals['_TERMINATERUNRESPONSE']._serialized_end=907
-  _globals['_CHECKRUNWORKERHEALTHREQUEST']._serialized_start=910
-  _globals['_CHECKRUNWORKERHEALTHREQUEST']._serialized_end=1060
-  _globals['_CHECKRUNWORKERHEALTHRESPONSE']._serialized_start=1063
-  _globals['_CHECKRUNWORKERHEALTHRESPONSE']._serialized_end=1204
-  _globals['_GETRUNWORKERDEBUGINFOREQUEST']._serialized_start=1206
-  _globals['_GETRUNWORKERDEBUGINFOREQUEST']._serialized_end=1327
-  _globals['_GETRUNWORKERDEBUGINFORESPONSE']._serialized_start=1329
-  _globals['_GETRUNWORKERDEBUGINFORESPONSE']._serialized_end=1374
-  _globals['_WATCHRUNSREQUEST']._serialized_start=1376
-  _globals['_WATCHRUNSREQUEST']._serialized_end=1482
-  _globals['_RUNTRANSITION']._serialized_start=1485
-  _globals['_RUNTRANSITION']._serialized_end=1716
-  _globals['_RUNLAUNCHER']._serialized_start=1975
-  _globals['_RUNLAUNCHER']._serialized_end=2496
+  _globals['_LAUNCHRUNREQUEST']._serialized_end=606
+  _globals['_LAUNCHRUNREQUEST_ENVENTRY']._serialized_start=564
+  _globals['_LAUNCHRUNREQUEST_ENVENTRY']._serialized_end=606
+  _globals['_LAUNCHRUNRESPONSE']._serialized_start=608
+  _globals['_LAUNCHRUNRESPONSE']._serialized_end=735
+  _globals['_TERMINATERUNREQUEST']._serialized_start=737
+  _globals['_TERMINATERUNREQUEST']._serialized_end=844
+  _globals['_TERMINATERUNRESPONSE']._serialized_start=846
+  _globals['_TERMINATERUNRESPONSE']._serialized_end=932
+  _globals['_CHECKRUNWORKERHEALTHREQUEST']._serialized_start=935
+  _globals['_CHECKRUNWORKERHEALTHREQUEST']._serialized_end=1085
+  _globals['_CHECKRUNWORKERHEALTHRESPONSE']._serialized_start=1088
+  _globals['_CHECKRUNWORKERHEALTHRESPONSE']._serialized_end=1229
+  _globals['_GETRUNWORKERDEBUGINFOREQUEST']._serialized_start=1231
+  _globals['_GETRUNWORKERDEBUGINFOREQUEST']._serialized_end=1352
+  _globals['_GETRUNWORKERDEBUGINFORESPONSE']._serialized_start=1354
+  _globals['_GETRUNWORKERDEBUGINFORESPONSE']._serialized_end=1399
+  _globals['_WATCHRUNSREQUEST']._serialized_start=1401
+  _globals['_WATCHRUNSREQUEST']._serialized_end=1507
+  _globals['_RUNTRANSITION']._serialized_start=1510
+  _globals['_RUNTRANSITION']._serialized_end=1741
+  _globals['_RUNLAUNCHER']._serialized_start=2000
+  _globals['_RUNLAUNCHER']._serialized_end=2521
 # @@protoc_insertion_point(module_scope)

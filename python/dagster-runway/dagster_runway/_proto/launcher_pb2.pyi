@@ -69,7 +69,7 @@ class Run(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., job_name: _Optional[str] = ..., location_name: _Optional[str] = ..., image: _Optional[str] = ..., container_context_json: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., args: _Optional[_Iterable[str]] = ..., resume_attempt: _Optional[int] = ..., run_config_json: _Optional[str] = ...) -> None: ...
 
 class LaunchRunRequest(_message.Message):
-    __slots__ = ("run", "launcher", "env")
+    __slots__ = ("run", "launcher", "env", "dagster_version")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,10 +80,12 @@ class LaunchRunRequest(_message.Message):
     RUN_FIELD_NUMBER: _ClassVar[int]
     LAUNCHER_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
+    DAGSTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     run: Run
     launcher: LauncherConfig
     env: _containers.ScalarMap[str, str]
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., launcher: _Optional[_Union[LauncherConfig, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    dagster_version: str
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., launcher: _Optional[_Union[LauncherConfig, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., dagster_version: _Optional[str] = ...) -> None: ...
 
 class LaunchRunResponse(_message.Message):
     __slots__ = ("job_name", "namespace", "uid", "image", "created", "dropped_env_vars")
