@@ -4,7 +4,7 @@ ConfigMap/Secret/emptyDir volumes written out as files.
 
 Only what cannot exist on this machine is replaced, and each replacement is
 passed in explicitly by the caller:
-- the image's `runway` command -> the binary under test (RUNWAY_BIN);
+- the image's entrypoint (`/runway`) -> the binary under test (RUNWAY_BIN);
 - each volume's mountPath -> a temporary directory holding the rendered
   ConfigMap/Secret files (and the same prefix inside those files, so the
   config's tls-cert/token-file paths follow);
@@ -173,7 +173,7 @@ def local_pod(objs: list[dict[str, Any]], deploy: dict[str, Any], repl: Replacem
     assert not c.get("envFrom"), "envFrom is not expected from this chart"
     env["RUNWAY_KUBECONFIG"] = repl.kubeconfig
 
-    command = list(c["command"])
-    assert command[0] == "runway", command
-    argv = [repl.binary, *command[1:], *(relocate(a) for a in c.get("args", []))]
+    # The image's entrypoint is the binary; the chart gives args only.
+    assert "command" not in c, f"the chart overrides the image's entrypoint: {c['command']}"
+    argv = [repl.binary, *(relocate(a) for a in c.get("args", []))]
     return LocalPod(argv=argv, env=env, root=root)
