@@ -4,6 +4,7 @@
 //! values in, bytes and values out; the AMQP and Redis clients live in the
 //! worker.
 
+pub mod control;
 pub mod events;
 pub mod message;
 pub mod pyval;

@@ -15,11 +15,14 @@
 
 pub mod ack;
 pub mod consume;
+pub mod control;
 pub mod events;
 pub mod ledger;
 pub mod outcome;
 pub mod pg;
 pub mod pool;
+pub mod registry;
+pub mod revoke;
 pub mod runner;
 pub mod settings;
 pub mod task;

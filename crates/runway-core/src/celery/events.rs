@@ -76,6 +76,24 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// What the `heartbeat` control command sends: `freq` 5 and the
+    /// software fields only.
+    pub fn manual_heartbeat(&self, clock: u64, timestamp: f64) -> Value {
+        self.event(
+            "worker-heartbeat",
+            clock,
+            timestamp,
+            vec![
+                ("freq", 5.0.into()),
+                ("sw_ident", "runway-worker".into()),
+                ("sw_ver", env!("CARGO_PKG_VERSION").into()),
+                ("sw_sys", "Linux".into()),
+            ],
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

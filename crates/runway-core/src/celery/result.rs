@@ -5,9 +5,11 @@
 
 use crate::dagster::pyfmt::{dumps_sorted, write_str};
 
-/// The states Runway stores.
+/// The states Runway stores: STARTED while a step runs, then one of the
+/// ready states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultState {
+    Started,
     Success,
     Failure,
     Revoked,
@@ -16,11 +18,39 @@ pub enum ResultState {
 impl ResultState {
     pub fn as_str(self) -> &'static str {
         match self {
+            ResultState::Started => "STARTED",
             ResultState::Success => "SUCCESS",
             ResultState::Failure => "FAILURE",
             ResultState::Revoked => "REVOKED",
         }
     }
+}
+
+/// Celery's `READY_STATES`: a stored meta in one of these is the result.
+pub const READY_STATES: [&str; 3] = ["SUCCESS", "FAILURE", "REVOKED"];
+
+/// Whether a stored meta is a task's result (not STARTED, RETRY, ...).
+pub fn is_ready(meta: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(meta)
+        .ok()
+        .and_then(|v| v.get("status").and_then(|s| s.as_str().map(str::to_owned)))
+        .is_some_and(|s| READY_STATES.contains(&s.as_str()))
+}
+
+/// The STARTED meta a worker stores when a step starts, as Celery's
+/// `task_track_started` stores it: the pid and node name, no date. A Python
+/// worker revoking a task leaves a STARTED task's state alone, which keeps a
+/// mixed fleet's bookkeeping true to what runs.
+pub fn started_meta(task_id: &str, hostname: &str, pid: u32) -> String {
+    let mut out = String::with_capacity(160);
+    out.push_str("{\"status\": \"STARTED\", \"result\": {\"pid\": ");
+    out.push_str(&pid.to_string());
+    out.push_str(", \"hostname\": ");
+    write_str(&mut out, hostname);
+    out.push_str("}, \"traceback\": null, \"children\": [], \"date_done\": null, \"task_id\": ");
+    write_str(&mut out, task_id);
+    out.push('}');
+    out
 }
 
 /// An exception as Celery serializes it for the client to re-raise.
@@ -123,6 +153,25 @@ pub fn redis_key(task_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn started_is_not_ready() {
+        let m = started_meta("t1", "runway-a@h", 42);
+        assert_eq!(
+            m,
+            r#"{"status": "STARTED", "result": {"pid": 42, "hostname": "runway-a@h"}, "traceback": null, "children": [], "date_done": null, "task_id": "t1"}"#
+        );
+        assert!(!is_ready(&m));
+        let done = result_meta(
+            "t1",
+            ResultState::Revoked,
+            &Outcome::Error(&TaskError::revoked()),
+            None,
+            "d",
+        );
+        assert!(is_ready(&done));
+        assert!(!is_ready("garbage"));
+    }
 
     #[test]
     fn dates_match_python_isoformat() {

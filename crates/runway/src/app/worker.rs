@@ -92,20 +92,29 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         postgres,
         env: Box::new(crate::env::ProcessEnv),
     };
-    let events = if args.task_events {
-        let (events, task) =
-            crate::worker::events::Events::start(&hostname, publish_tx.subscribe(), bg_rx.clone());
-        background.push(task);
-        events
-    } else {
-        crate::worker::events::Events::disabled(&hostname)
+    // Worker events (heartbeats) always go out, as Celery's do; task
+    // events from the start with --task-events, or once Flower enables them.
+    let (events, task) = crate::worker::events::Events::start(
+        &hostname,
+        args.task_events,
+        publish_tx.subscribe(),
+        bg_rx.clone(),
+    );
+    background.push(task);
+    let consumer = ConsumerConfig {
+        broker_url: args.broker_url.clone(),
+        queues: args.queues.clone(),
+        prefetch: args.prefetch(),
+        max_message_bytes: args.max_message_bytes,
+        result_backend: args.result_backend.clone(),
+        result_expires_secs: args.result_expires_secs,
     };
-    let broker = AmqpBroker {
-        hostname: hostname.clone(),
-        ack_deadline: Duration::from_secs(args.ack_deadline_secs),
+    let broker = AmqpBroker::new(
+        hostname.clone(),
+        Duration::from_secs(args.ack_deadline_secs),
+        consumer,
         publish_tx,
-        connected: watch::Sender::new(false),
-    };
+    );
     let pool = Pool::new(
         ctx,
         backend,
@@ -120,12 +129,6 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
             claim_ttl: CLAIM_TTL,
         },
     );
-    let consumer = ConsumerConfig {
-        broker_url: args.broker_url.clone(),
-        queues: args.queues.clone(),
-        prefetch: args.prefetch(),
-        max_message_bytes: args.max_message_bytes,
-    };
 
     let (http_listener, http_addr) = bind(args.http_listen).await?;
     let probe = Arc::new(Probe {
@@ -139,7 +142,7 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         probe.clone(),
         bg_rx,
     )));
-    let pool_task = tokio::spawn(consume::run(pool.clone(), consumer, pool_rx));
+    let pool_task = tokio::spawn(consume::run(pool.clone(), pool_rx));
     tracing::info!(%http_addr, %hostname, queues = ?args.queues, "runway worker started");
     Ok(WorkerHandle {
         http_addr,
@@ -171,8 +174,14 @@ impl WorkerHandle {
         tracing::info!("stopped");
     }
 
+    /// Runs until SIGTERM, Ctrl-C or `celery control shutdown`, then shuts
+    /// down in two phases.
     pub async fn run_until_signal(self) {
-        crate::stop::signalled().await;
+        let mut remote = self.pool.broker.shutdown.subscribe();
+        tokio::select! {
+            _ = crate::stop::signalled() => {}
+            _ = crate::stop::stopped(&mut remote) => {}
+        }
         self.shutdown().await;
     }
 }

@@ -9,6 +9,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use serde_json::{Map, Value};
 
+use runway_core::celery::control;
 use runway_core::celery::message::Header;
 use runway_core::celery::topology::QueueSpec;
 
@@ -76,19 +77,91 @@ pub async fn declare_parking(ch: &Channel, queue: &str) -> lapin::Result<String>
     Ok(name)
 }
 
-/// `celery.pidbox`, as kombu's Mailbox declares it (fanout, not durable).
-pub const PIDBOX: &str = "celery.pidbox";
 /// `celeryev`, the topic exchange of worker and task events.
 pub const CELERYEV: &str = "celeryev";
 
-pub async fn declare_pidbox(ch: &Channel) -> lapin::Result<()> {
-    ch.exchange_declare(
-        PIDBOX.into(),
-        ExchangeKind::Fanout,
-        ExchangeDeclareOptions::default(),
+/// A worker's remote-control mailbox, as kombu's `Mailbox` declares it:
+/// the `celery.pidbox` fanout and `reply.celery.pidbox` direct exchanges
+/// (not durable), and the worker's own exclusive, auto-deleted queue
+/// `<nodename>.celery.pidbox` (`x-expires`, `x-message-ttl`) bound to the
+/// fanout. A second worker with the same node name gets 405
+/// RESOURCE_LOCKED here.
+pub async fn declare_mailbox(ch: &Channel, hostname: &str) -> lapin::Result<String> {
+    for (name, kind) in [
+        (control::PIDBOX_EXCHANGE, ExchangeKind::Fanout),
+        (control::REPLY_EXCHANGE, ExchangeKind::Direct),
+    ] {
+        ch.exchange_declare(
+            name.into(),
+            kind,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    let queue = control::queue_name(hostname);
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-expires".into(),
+        AMQPValue::LongInt(control::QUEUE_EXPIRES_MS as i32),
+    );
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongInt(control::MESSAGE_TTL_MS as i32),
+    );
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await?;
+    ch.queue_bind(
+        queue.as_str().into(),
+        control::PIDBOX_EXCHANGE.into(),
+        "".into(),
+        QueueBindOptions::default(),
         FieldTable::default(),
     )
-    .await
+    .await?;
+    Ok(queue)
+}
+
+/// A control reply, as kombu's `Mailbox._publish_reply` sends it: JSON,
+/// transient, headers `ticket` and `clock` (never `expires`, which would
+/// make the caller drop it).
+pub async fn publish_reply(
+    ch: &Channel,
+    reply_to: &control::ReplyTo,
+    ticket: Option<&str>,
+    clock: u64,
+    body: &[u8],
+) -> lapin::Result<()> {
+    let mut headers = FieldTable::default();
+    if let Some(t) = ticket {
+        headers.insert(
+            "ticket".into(),
+            AMQPValue::LongString(t.as_bytes().to_vec().into()),
+        );
+    }
+    headers.insert("clock".into(), AMQPValue::LongLongInt(clock as i64));
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_content_encoding("utf-8".into())
+        .with_delivery_mode(1)
+        .with_headers(headers);
+    ch.basic_publish(
+        reply_to.exchange.as_str().into(),
+        reply_to.routing_key.as_str().into(),
+        BasicPublishOptions::default(),
+        body,
+        props,
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn declare_celeryev(ch: &Channel) -> lapin::Result<()> {

@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::broker::amqp::{publish_confirmed, PublishError};
-use runway_core::celery::result::redis_key;
+use runway_core::celery::result::{is_ready, redis_key, started_meta};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -206,8 +206,16 @@ pub trait ResultStore: Send + Sync + 'static {
         -> impl Future<Output = Result<(), Error>> + Send;
     /// Drops the claim once the result is stored.
     fn release(&self, task_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
-    /// Whether a result is already stored (a redelivered task that was done).
+    /// Whether a result (a ready state) is already stored: a redelivered
+    /// task that was done.
     fn exists(&self, task_id: &str) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Records that the task's step started here (Celery's STARTED state).
+    fn started(
+        &self,
+        task_id: &str,
+        hostname: &str,
+        pid: u32,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
     /// Stores once. Callers retry: every write is idempotent by task id.
     fn store(
         &self,
@@ -250,9 +258,17 @@ impl ResultStore for Backend {
 
     async fn exists(&self, task_id: &str) -> Result<bool, Error> {
         match self {
-            Backend::Redis(r) => Ok(r.get(task_id).await?.is_some()),
+            Backend::Redis(r) => Ok(r.get(task_id).await?.is_some_and(|m| is_ready(&m))),
             // Replies are consumed by their caller: nothing to look up.
             Backend::Rpc(_) => Ok(false),
+        }
+    }
+
+    async fn started(&self, task_id: &str, hostname: &str, pid: u32) -> Result<(), Error> {
+        match self {
+            Backend::Redis(r) => r.set(task_id, &started_meta(task_id, hostname, pid)).await,
+            // Only the publisher reads rpc:// replies, and it waits for the result.
+            Backend::Rpc(_) => Ok(()),
         }
     }
 

@@ -16,6 +16,8 @@ use super::backend::{Claim, Error, ResultStore};
 pub struct MemoryStore {
     claims: Mutex<HashMap<String, (String, Instant)>>,
     results: Mutex<HashMap<String, Vec<String>>>,
+    /// STARTED records, by task id: the worker that started it.
+    started: Mutex<HashMap<String, String>>,
     /// While set, every call fails as an unreachable Redis would.
     pub down: AtomicBool,
     /// Calls that failed because the store was down.
@@ -36,6 +38,11 @@ impl MemoryStore {
             });
         }
         Ok(())
+    }
+
+    /// The worker that recorded the task STARTED, if any.
+    pub fn started_by(&self, task_id: &str) -> Option<String> {
+        lock(&self.started).get(task_id).cloned()
     }
 
     /// Every meta stored for `task_id`, in order.
@@ -92,6 +99,12 @@ impl ResultStore for std::sync::Arc<MemoryStore> {
     async fn exists(&self, task_id: &str) -> Result<bool, Error> {
         self.up()?;
         Ok(lock(&self.results).contains_key(task_id))
+    }
+
+    async fn started(&self, task_id: &str, hostname: &str, _pid: u32) -> Result<(), Error> {
+        self.up()?;
+        lock(&self.started).insert(task_id.to_owned(), hostname.to_owned());
+        Ok(())
     }
 
     async fn store(&self, task_id: &str, meta: &str, _reply_to: Option<&str>) -> Result<(), Error> {

@@ -1,17 +1,16 @@
 //! The AMQP side of the worker: the session (consumers on the task queues
-//! and on `celery.pidbox`, a confirm-mode publishing channel), the consume
-//! loop that hands decoded deliveries to the [`Pool`], reconnection, and the
-//! two-phase drain.
+//! and on the worker's mailbox, a confirm-mode publishing channel), the
+//! consume loop that hands decoded deliveries to the [`Pool`] and control
+//! requests to [`control`](super::control), reconnection, and the two-phase
+//! drain.
 
 mod session;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::BackoffBuilder as _;
-use futures::stream::{self, StreamExt as _};
 use lapin::message::Delivery;
-use lapin::options::BasicCancelOptions;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -23,30 +22,70 @@ use crate::broker::amqp::{self, PublishError};
 use crate::results::backend::ResultStore;
 use crate::retry::Backoff;
 use crate::telemetry::redact_url;
+use runway_core::celery::control::shapes::DeliveryInfo;
 use runway_core::celery::message::{claimed_id, decode, Properties};
-use runway_core::celery::topology::revoked_ids;
 
-pub use session::Session;
+pub use session::{Incoming, Session};
 
-/// The consumer's fixed settings.
+/// The consumer's settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub broker_url: String,
+    /// The queues consumed at start (`-Q`).
     pub queues: Vec<String>,
     pub prefetch: u16,
     pub max_message_bytes: usize,
+    /// For `inspect conf` and `report`.
+    pub result_backend: String,
+    pub result_expires_secs: u64,
 }
 
-/// The broker of a running worker: its current publishing channel (for
-/// parked copies, `rpc://` results and events) and whether it is connected.
+/// The broker of a running worker: its settings, the queues it consumes
+/// now, its current publishing channel (for parked copies, `rpc://` results,
+/// control replies and events), whether it is connected, and a remote
+/// `shutdown` request.
 #[derive(Debug)]
 pub struct AmqpBroker {
     pub hostname: String,
     pub ack_deadline: Duration,
-    /// The current confirm-mode channel.
+    pub config: ConsumerConfig,
+    queues: Mutex<Vec<String>>,
     pub publish_tx: watch::Sender<Option<lapin::Channel>>,
     /// Broker connection up (for /ready).
     pub connected: watch::Sender<bool>,
+    /// Turns true when `celery control shutdown` asks the worker to stop.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl AmqpBroker {
+    pub fn new(
+        hostname: String,
+        ack_deadline: Duration,
+        config: ConsumerConfig,
+        publish_tx: watch::Sender<Option<lapin::Channel>>,
+    ) -> AmqpBroker {
+        AmqpBroker {
+            hostname,
+            ack_deadline,
+            queues: Mutex::new(config.queues.clone()),
+            config,
+            publish_tx,
+            connected: watch::Sender::new(false),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
+    /// The queues consumed now, kept across reconnections.
+    pub fn queues(&self) -> Vec<String> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_queues(&self, queues: Vec<String>) {
+        *self.queues.lock().unwrap_or_else(|e| e.into_inner()) = queues;
+    }
 }
 
 impl Broker for AmqpBroker {
@@ -81,16 +120,15 @@ impl Broker for AmqpBroker {
 /// is still running is returned to the queue.
 pub async fn run<S: StepRunner, R: ResultStore>(
     pool: Arc<Pool<S, R, AmqpBroker>>,
-    config: ConsumerConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut delays = Backoff::reconnect().build();
     let mut tasks = JoinSet::new();
     while !*stop.borrow() {
-        let session = match Session::open(&config, &pool).await {
+        let session = match Session::open(&pool).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, broker = %redact_url(&config.broker_url), "broker connection failed; retrying");
+                tracing::warn!(error = %e, broker = %redact_url(&pool.broker.config.broker_url), "broker connection failed; retrying");
                 tokio::select! {
                     _ = crate::stop::stopped(&mut stop) => break,
                     _ = tokio::time::sleep(delays.delay()) => {}
@@ -99,7 +137,7 @@ pub async fn run<S: StepRunner, R: ResultStore>(
             }
         };
         delays = Backoff::reconnect().build();
-        if consume(&pool, &config, session, &mut tasks, &mut stop).await == Ended::Stopped {
+        if consume(&pool, session, &mut tasks, &mut stop).await == Ended::Stopped {
             break;
         }
     }
@@ -118,61 +156,48 @@ enum Ended {
 /// One connected session, until it breaks or the worker stops.
 async fn consume<S: StepRunner, R: ResultStore>(
     pool: &Arc<Pool<S, R, AmqpBroker>>,
-    config: &ConsumerConfig,
-    session: Session,
+    mut session: Session,
     tasks: &mut JoinSet<()>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     pool.metrics.broker_connects.inc();
     pool.broker.connected.send_replace(true);
-    tracing::info!(queues = ?config.queues, "consuming");
-    let tags: Vec<String> = session
-        .consumers
-        .iter()
-        .map(|c| c.tag().to_string())
-        .collect();
-    let mut deliveries = stream::select_all(session.consumers.into_iter().map(|c| {
-        let q = c.queue().to_string();
-        c.map(move |d| d.map(|d| (q.clone(), d)))
-    }));
-    let mut pidbox = session.pidbox;
+    tracing::info!(queues = ?pool.broker.queues(), "consuming");
     pool.worker_event("worker-online");
     let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(
         runway_core::celery::events::HEARTBEAT_SECS,
     ));
     heartbeat.tick().await;
+    let mut pidbox = session.pidbox.take();
     let ended = loop {
         tokio::select! {
             _ = crate::stop::stopped(stop) => {
-                for t in &tags {
-                    let _ = session.consume.basic_cancel(t.as_str().into(), BasicCancelOptions::default()).await;
-                }
+                session.cancel_all().await;
                 drain(pool, tasks).await;
                 pool.worker_event("worker-offline");
-                if pool.events.enabled() {
+                if pool.events.publishing() {
                     // Lets the event queue reach the broker before the connection goes.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                let _ = session.conn.close(200, "worker stopped".into()).await;
+                session.close(200, "worker stopped").await;
                 return Ended::Stopped;
             }
-            _ = heartbeat.tick(), if pool.events.enabled() => pool.worker_event("worker-heartbeat"),
+            _ = heartbeat.tick(), if pool.events.publishing() => pool.worker_event("worker-heartbeat"),
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "task panicked");
                 }
             }
-            msg = pidbox.next() => match msg {
-                Some(Ok(d)) => control(pool, &d.data),
+            msg = next_control(&mut pidbox) => match msg {
+                Some(Ok(d)) => super::control::handle(pool, &mut session, &d).await,
                 _ => break Ended::Reconnect,
             },
-            d = deliveries.next() => match d {
-                Some(Ok((queue, d))) => {
+            incoming = session.incoming.recv() => match incoming {
+                Some(Incoming::Delivery(queue, d)) => {
                     let pool = pool.clone();
-                    let max = config.max_message_bytes;
-                    tasks.spawn(async move { handle(pool, queue, d, max).await });
+                    tasks.spawn(async move { handle(pool, queue, *d).await });
                 }
-                Some(Err(e)) => {
+                Some(Incoming::Failed(e)) => {
                     tracing::warn!(error = %e, "consumer failed; reconnecting");
                     break Ended::Reconnect;
                 }
@@ -182,17 +207,18 @@ async fn consume<S: StepRunner, R: ResultStore>(
     };
     pool.broker.connected.send_replace(false);
     pool.broker.publish_tx.send_replace(None);
-    let _ = session.conn.close(320, "reconnecting".into()).await;
+    session.close(320, "reconnecting").await;
     ended
 }
 
-/// A `celery.pidbox` message.
-fn control<S: StepRunner, R: ResultStore>(pool: &Pool<S, R, AmqpBroker>, body: &[u8]) {
-    if let Some(ids) = revoked_ids(body) {
-        for id in ids {
-            tracing::info!(task_id = %id, "revoked");
-            pool.revocations.revoke(&id);
-        }
+/// The next mailbox message; never, without a mailbox.
+async fn next_control(
+    pidbox: &mut Option<lapin::Consumer>,
+) -> Option<Result<Delivery, lapin::Error>> {
+    use futures::StreamExt as _;
+    match pidbox {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -222,13 +248,7 @@ async fn handle<S: StepRunner, R: ResultStore>(
     pool: Arc<Pool<S, R, AmqpBroker>>,
     queue: String,
     d: Delivery,
-    max_message_bytes: usize,
 ) {
-    let copy = Parked {
-        queue,
-        properties: d.properties.clone(),
-        body: d.data.clone(),
-    };
     let headers = d
         .properties
         .headers()
@@ -242,7 +262,12 @@ async fn handle<S: StepRunner, R: ResultStore>(
         reply_to: d.properties.reply_to().as_ref().map(|s| s.as_str()),
         priority: *d.properties.priority(),
     };
-    let msg = match decode(&props, &headers, &d.data, max_message_bytes) {
+    let msg = match decode(
+        &props,
+        &headers,
+        &d.data,
+        pool.broker.config.max_message_bytes,
+    ) {
         Ok(m) => m,
         Err(e) => {
             let id = claimed_id(&headers, props.correlation_id);
@@ -261,6 +286,17 @@ async fn handle<S: StepRunner, R: ResultStore>(
             return;
         }
     };
+    let delivery = DeliveryInfo {
+        exchange: d.exchange.to_string(),
+        routing_key: d.routing_key.to_string(),
+        priority: props.priority,
+        redelivered: d.redelivered,
+    };
+    let copy = Parked {
+        queue,
+        properties: d.properties.clone(),
+        body: d.data,
+    };
     let accepted = Accepted {
         id: msg.id,
         task: msg.task,
@@ -268,6 +304,7 @@ async fn handle<S: StepRunner, R: ResultStore>(
         reply_to: msg.reply_to,
         retries: msg.retries,
         headers,
+        delivery,
     };
     pool.accept(accepted, d.acker, Some(copy)).await;
 }

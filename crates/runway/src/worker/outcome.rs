@@ -68,7 +68,7 @@ pub fn refusal(e: &DecodeError) -> Finish {
 }
 
 /// `task-succeeded`, `task-failed` or `task-revoked`.
-pub fn task_event(events: &Events, id: &str, finish: &Finish, runtime: f64) {
+pub fn task_event(events: &Events, id: &str, finish: &Finish, runtime: f64, terminated: bool) {
     let uuid = ("uuid", Value::from(id));
     match finish {
         Finish::Events(list) => events.task(
@@ -96,8 +96,8 @@ pub fn task_event(events: &Events, id: &str, finish: &Finish, runtime: f64) {
             "task-revoked",
             vec![
                 uuid,
-                ("terminated", false.into()),
-                ("signum", Value::Null),
+                ("terminated", terminated.into()),
+                ("signum", if terminated { 15.into() } else { Value::Null }),
                 ("expired", false.into()),
             ],
         ),

@@ -7,7 +7,7 @@
 mod park;
 mod settle;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,13 +18,16 @@ use super::ack::Ack;
 use super::events::Events;
 use super::ledger::{Entry, Ledger};
 use super::outcome::task_event;
+use super::registry::Registry;
+use super::revoke::Revocations;
 use super::runner::StepRunner;
 use super::task::Finish;
-use super::wait::Revocations;
 use crate::metrics::Metrics;
 use crate::results::backend::{Claim, ResultStore};
 use crate::retry::Backoff;
 use backon::BackoffBuilder as _;
+use runway_core::celery::control::shapes::{DeliveryInfo, TaskInfo};
+use runway_core::dagster::step::StepTask;
 
 pub use park::{Broker, Parked};
 
@@ -36,6 +39,14 @@ pub const LATENCY_SAMPLES: usize = 1_000_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Unix seconds, as Celery's `time_start`.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 /// The pool's fixed settings.
@@ -62,6 +73,31 @@ pub struct Accepted {
     pub retries: u64,
     /// The message headers (for the `task-received` event's fields).
     pub headers: Map<String, Value>,
+    /// Where the message came from (for `inspect active`).
+    pub delivery: DeliveryInfo,
+}
+
+impl Accepted {
+    /// The task as `inspect reserved` shows it until its step starts.
+    fn info(&self, hostname: &str) -> TaskInfo {
+        let kwargs = Value::Object(self.kwargs.clone());
+        TaskInfo {
+            id: self.id.clone(),
+            name: self.task.clone(),
+            kwargsrepr: self
+                .headers
+                .get("kwargsrepr")
+                .and_then(Value::as_str)
+                .map_or_else(|| kwargs.to_string(), str::to_owned),
+            step_job: StepTask::from_kwargs(&kwargs).ok().map(|t| t.k8s_job_name),
+            kwargs,
+            hostname: hostname.to_owned(),
+            time_start: None,
+            acknowledged: false,
+            delivery_info: self.delivery.clone(),
+            worker_pid: None,
+        }
+    }
 }
 
 /// The worker pool.
@@ -76,7 +112,13 @@ pub struct Pool<S, R, B: Broker> {
     pub events: Arc<Events>,
     pub config: PoolConfig,
     permits: Arc<Semaphore>,
+    /// The concurrency limit now (`pool_grow`, `pool_shrink`, `autoscale`).
+    concurrency: AtomicUsize,
     ledger: Mutex<Ledger<B::Ack>>,
+    /// The tasks held, for `inspect active`, `reserved` and `query_task`.
+    pub registry: Registry,
+    /// When the pool started (`stats.uptime`).
+    pub started: Instant,
     /// Tasks taken on (Celery's `processed` counts accepted tasks).
     pub processed: AtomicU64,
     /// Seconds from step Job end to stored result, the first
@@ -109,8 +151,11 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
             metrics,
             events,
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            concurrency: AtomicUsize::new(config.concurrency.max(1)),
             config,
             ledger: Mutex::default(),
+            registry: Registry::default(),
+            started: Instant::now(),
             processed: AtomicU64::new(0),
             latencies: Mutex::default(),
         })
@@ -128,6 +173,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
             self.metrics.tasks_deduplicated.inc();
             return;
         }
+        self.registry.reserve(msg.info(&self.config.hostname));
         // Held deliveries go to a parked copy before RabbitMQ's consumer
         // timeout would close the channel under a long step.
         let _parker = copy
@@ -186,8 +232,18 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
             return;
         };
         self.metrics.tasks_in_flight.inc();
-        self.processed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.processed.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        self.registry.start(&msg.id, unix_now(), pid);
+        // STARTED in the backend before the step's first side effect: a
+        // Python worker revoking the task then leaves its state to this one.
+        if let Err(e) = self
+            .store
+            .started(&msg.id, &self.config.hostname, pid)
+            .await
+        {
+            tracing::warn!(task_id = %msg.id, error = %e, "recording STARTED failed");
+        }
         let revoke = self.revocations.running(&msg.id);
         tracing::info!(task_id = %msg.id, "received");
         self.events
@@ -196,12 +252,9 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
         let job_done = std::sync::OnceLock::new();
         let finish = self.run_renewing(&msg, revoke, &job_done).await;
         self.metrics.tasks_in_flight.dec();
-        task_event(
-            &self.events,
-            &msg.id,
-            &finish,
-            started.elapsed().as_secs_f64(),
-        );
+        let elapsed = started.elapsed().as_secs_f64();
+        let terminated = self.revocations.terminated(&msg.id);
+        task_event(&self.events, &msg.id, &finish, elapsed, terminated);
         // The result's latency counts from the step Job's end as the watch saw it.
         let ended = job_done.get().copied().unwrap_or_else(Instant::now);
         self.finish(
@@ -218,7 +271,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
     async fn run_renewing(
         &self,
         msg: &Accepted,
-        revoke: super::wait::RevokeWait,
+        revoke: super::revoke::RevokeWait,
         job_done: &std::sync::OnceLock<Instant>,
     ) -> Finish {
         let exec = self.runner.run(&msg.kwargs, revoke, job_done);
@@ -267,7 +320,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
     }
 
     fn received_event(&self, msg: &Accepted) {
-        if !self.events.enabled() {
+        if !self.events.task_events() {
             return;
         }
         let h = |k: &str| msg.headers.get(k).cloned().unwrap_or(Value::Null);
@@ -290,8 +343,51 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
     /// Sends Celery's worker event of this type (online, heartbeat, offline).
     pub fn worker_event(&self, ty: &str) {
         let active = usize::try_from(self.metrics.tasks_in_flight.get()).unwrap_or(0);
-        let processed = self.processed.load(std::sync::atomic::Ordering::Relaxed);
+        let processed = self.processed.load(Ordering::Relaxed);
         self.events.worker(ty, active, processed);
+    }
+
+    /// The concurrency limit now.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.load(Ordering::Relaxed)
+    }
+
+    /// Raises the concurrency limit by `n`.
+    pub fn grow(&self, n: usize) {
+        self.permits.add_permits(n);
+        self.concurrency.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Lowers the concurrency limit by `n` (never below 1). Permits held by
+    /// running steps are retired as those steps end.
+    pub fn shrink(self: &Arc<Self>, n: usize) -> usize {
+        let n = n.min(self.concurrency().saturating_sub(1));
+        if n == 0 {
+            return 0;
+        }
+        self.concurrency.fetch_sub(n, Ordering::Relaxed);
+        let idle = self.permits.forget_permits(n);
+        if idle < n {
+            let permits = self.permits.clone();
+            let owed = u32::try_from(n - idle).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many_owned(owed).await {
+                    p.forget();
+                }
+            });
+        }
+        n
+    }
+
+    /// Sets the concurrency limit to `to` (at least 1).
+    pub fn resize(self: &Arc<Self>, to: usize) {
+        let now = self.concurrency();
+        let to = to.max(1);
+        if to > now {
+            self.grow(to - now);
+        } else {
+            self.shrink(now - to);
+        }
     }
 
     /// The grace period ran out: every held delivery goes back to the queue.

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use super::revoke::RevokeWait;
 use super::task::{self, Ctx, Finish};
-use super::wait::RevokeWait;
 use crate::cluster::JobApi;
 
 /// Runs one step task to its end.

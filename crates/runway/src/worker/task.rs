@@ -16,7 +16,8 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::pg::Pg;
-use super::wait::{Jobs, RevokeWait, Runs};
+use super::revoke::RevokeWait;
+use super::wait::{Jobs, Runs};
 use crate::cluster::JobApi;
 use run_log::Run;
 use runway_core::dagster::instance::{storage_target, PgTarget, Storage};

@@ -49,6 +49,9 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
             self.record_latency(t);
         }
         let mut acks = acks;
+        if ran {
+            self.registry.remove(id);
+        }
         if !stored {
             tracing::error!(task_id = %id, "the result could not be stored; returning the task to the queue");
             if ran {
@@ -85,6 +88,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
     /// Acknowledges every delivery of a task whose result is stored.
     pub(super) async fn answered(&self, id: &str) {
         self.metrics.tasks_deduplicated.inc();
+        self.registry.remove(id);
         let held = lock(&self.ledger).end(id);
         for a in held {
             a.ack().await;
@@ -93,6 +97,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
 
     /// Gives every held delivery of `id` back to the queue.
     pub(super) async fn requeue_all(&self, id: &str) {
+        self.registry.remove(id);
         let held = lock(&self.ledger).end(id);
         for a in held {
             a.requeue().await;

@@ -14,7 +14,10 @@ use crate::broker::amqp::PublishError;
 use crate::cluster::memory::MemoryJobs;
 use crate::cluster::JobApi;
 use crate::results::memory::MemoryStore;
-use crate::worker::wait::RevokeWait;
+use crate::worker::revoke::RevokeWait;
+use runway_core::celery::control::shapes::DeliveryInfo;
+
+mod held;
 
 // === fakes ===
 
@@ -135,6 +138,12 @@ fn task(id: &str, ms: u64) -> Accepted {
         reply_to: None,
         retries: 0,
         headers: Map::new(),
+        delivery: DeliveryInfo {
+            exchange: String::new(),
+            routing_key: "dagster".into(),
+            priority: None,
+            redelivered: false,
+        },
     }
 }
 
@@ -304,7 +313,7 @@ async fn revoked_and_unregistered_tasks_get_their_celery_states() {
     let w = worker("a", &store, &jobs);
     let run = deliver(&w, task("t7", 60_000), 1, &log);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    w.pool.revocations.revoke("t7");
+    w.pool.revocations.revoke("t7", false);
     run.await.unwrap();
     let meta = store.results("t7").pop().unwrap_or_default();
     assert!(meta.starts_with(r#"{"status": "REVOKED""#), "{meta}");
