@@ -30,6 +30,8 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v podman >/dev/null || need_pkgs+=(podman)
 command -v runc >/dev/null || need_pkgs+=(runc)
 command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
+# Flower's worker page is rendered in headless Chromium by the tests.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     as_root apt-get update -q
@@ -52,6 +54,12 @@ fi
 if ! listening 5672; then
     log "starting RabbitMQ on 127.0.0.1:5672"
     as_root rabbitmq-server -detached || true
+fi
+# Flower reads RabbitMQ's queue lengths from the management API.
+if ! listening 15672; then
+    log "enabling RabbitMQ's management plugin on 127.0.0.1:15672 (Flower's queue lengths)"
+    as_root rabbitmq-plugins enable rabbitmq_management >/dev/null
+    for _ in $(seq 1 60); do listening 15672 && break; sleep 0.5; done
 fi
 if ! listening 5432; then
     log "starting PostgreSQL on 127.0.0.1:5432"
