@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,61 +23,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from stack_procs import (BACKEND, BROKER, Proc, Processes, free_port,  # noqa: E402,F401
+                         wait_http, wait_port)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Absolute: the programs run in the stack's own working directory.
 RUNWAY_BIN = os.path.abspath(os.environ.get("RUNWAY_BIN", os.path.join(ROOT, "target", "debug", "runway")))
-BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-BACKEND = "redis://127.0.0.1:6379/0"
 NAMESPACE = "default"
 PG_PASSWORD = "runway-stack-pw"  # loopback PostgreSQL trusts; the value only travels
 IMAGE = "runway-example/user-code:1"
 LOCATION = "runway_example"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    last: object = None
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout:g}s: {last}")
-
-
-def wait_port(port: int, timeout: float = 60.0, proc: Optional[subprocess.Popen] = None) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited {proc.returncode} before listening")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    log: str
-
-    def tail(self, n: int = 4000) -> str:
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()[-n:]
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -91,6 +46,7 @@ class Options:
     job_file: str = os.path.join(ROOT, "scripts", "example_jobs.py")
     workers: tuple[str, ...] = ()  # one `runway worker -Q <queue>` each
     webserver: bool = False
+    flower: bool = False
     database: Optional[str] = None  # None: a fresh one, dropped at the end
     keep_database: bool = False
     max_concurrent_runs: int = -1
@@ -106,20 +62,19 @@ class Options:
     work_dir: Optional[str] = None
 
 
-class Stack:
+class Stack(Processes):
     def __init__(self, options: Options = Options(), *, cluster: Optional["Stack"] = None):
         """With `cluster`, shares that stack's dev cluster and `runway serve` (a second
         Dagster instance on the same control plane)."""
         self.o = options
         self.shared = cluster
-        self.procs: list[Proc] = []
         self._exit = contextlib.ExitStack()
-        self.work = options.work_dir or tempfile.mkdtemp(prefix="runway-stack-")
-        os.makedirs(self.work, exist_ok=True)
-        self.home = os.path.join(self.work, "dagster_home")
+        work = options.work_dir or tempfile.mkdtemp(prefix="runway-stack-")
+        os.makedirs(work, exist_ok=True)
+        self.home = os.path.join(work, "dagster_home")
         os.makedirs(self.home, exist_ok=True)
-        self.env = dict(os.environ, DAGSTER_HOME=self.home, DAGSTER_PG_PASSWORD=PG_PASSWORD,
-                        PYTHONUNBUFFERED="1")
+        super().__init__(work, dict(os.environ, DAGSTER_HOME=self.home,
+                                    DAGSTER_PG_PASSWORD=PG_PASSWORD, PYTHONUNBUFFERED="1"))
         # The pods are local processes: `dagster` and the venv's Python come first on PATH,
         # as an image would have them.
         self.env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + self.env["PATH"]
@@ -129,45 +84,11 @@ class Stack:
         self.cluster_url = ""
         self.worker_http: dict[str, str] = {}
         self.webserver_url = ""
+        self.flower_url = ""
         self.database = ""
         self.instance = None
 
     # --- processes -------------------------------------------------------------------------
-
-    def start(self, name: str, argv: list[str], **kw) -> Proc:
-        log = os.path.join(self.work, f"{name}.log")
-        out = open(log, "ab")
-        popen = subprocess.Popen(argv, stdout=kw.pop("stdout", out), stderr=out, env=self.env,
-                                 cwd=self.work, start_new_session=True, **kw)
-        out.close()
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
-
-    def stop_proc(self, proc: Proc, timeout: float = 30.0) -> int:
-        if proc.popen.poll() is None:
-            proc.popen.send_signal(signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.popen.pid, signal.SIGKILL)
-                proc.popen.wait()
-        if proc.popen.stdout:
-            proc.popen.stdout.close()
-        return proc.popen.returncode
-
-    def _first_line(self, proc: Proc, what: str, timeout: float = 60.0) -> str:
-        # The Runway binaries print one line with their addresses on stdout.
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(proc.popen.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise RuntimeError(f"{proc.name} printed nothing in {timeout:g}s:\n{proc.tail()}")
-        line = proc.popen.stdout.readline()
-        if what not in line:
-            raise RuntimeError(f"{proc.name} did not start: {line!r}\n{proc.tail()}")
-        return line
 
     # --- parts -----------------------------------------------------------------------------
 
@@ -336,6 +257,8 @@ class Stack:
             self._daemon()
             if self.o.webserver:
                 self._webserver()
+            if self.o.flower:
+                self.flower_url = self.start_flower()
             from dagster import DagsterInstance
 
             # The instance in this process reads the same dagster.yaml.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import time
 import urllib.request
@@ -27,14 +26,6 @@ JOB = "fan_in_celery"
 
 def say(text: str = "") -> None:
     print(text, flush=True)
-
-
-def flower_url() -> str | None:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        if s.connect_ex(("127.0.0.1", 5555)) == 0:
-            return "http://127.0.0.1:5555"
-    return None
 
 
 def metric_lines(url: str, prefixes: tuple[str, ...]) -> list[str]:
@@ -91,11 +82,11 @@ def main() -> int:
 
     work = os.path.join(ROOT, "target", "demo")
     shutil.rmtree(work, ignore_errors=True)
-    options = Options(launcher="runway-celery-k8s", workers=(QUEUE,), webserver=True,
+    options = Options(launcher="runway-celery-k8s", workers=(QUEUE,), webserver=True, flower=True,
                       # CeleryK8sRunLauncher cannot resume runs (Dagster refuses attempts).
                       max_resume_run_attempts=0, database="runway_demo", work_dir=work)
     say("== Starting: dev cluster, runway serve, runway worker, Dagster (code location,"
-        " daemon, webserver)")
+        " daemon, webserver), Flower")
     started = time.time()
     with Stack(options) as stack:
         say(f"   up in {time.time() - started:.1f}s; logs in target/demo/*.log")
@@ -138,9 +129,8 @@ def main() -> int:
         say(f"   Runway serve:        {stack.serve_http}/metrics  (gRPC {stack.endpoint})")
         for q, url in stack.worker_http.items():
             say(f"   Runway worker ({q}): {url}/metrics")
-        flower = flower_url()
-        say(f"   Flower:              {flower or 'not running (the worker sends task events'}"
-            f"{'' if flower else ' with --task-events; start flower to see them)'}")
+        say(f"   Flower:              {stack.flower_url}/worker/runway@{QUEUE}"
+            f"  (its tasks: {stack.flower_url}/tasks)")
         say(f"   kubectl:             KUBECONFIG={os.path.relpath(stack.kubeconfig, ROOT)}"
             f" kubectl get jobs,pods -n {NAMESPACE}")
         say("   a few of runway's counters:")
