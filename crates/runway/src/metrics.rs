@@ -88,6 +88,7 @@ pub struct Metrics {
     pub result_store_retries: Counter,
     /// Held deliveries handed to a parked copy at the ack deadline.
     pub tasks_parked: Counter,
+    pub claims_lost: Counter,
 }
 
 impl Default for Metrics {
@@ -130,6 +131,7 @@ impl Metrics {
             result_latency: Histogram::new(latency_buckets()),
             result_store_retries: Counter::default(),
             tasks_parked: Counter::default(),
+            claims_lost: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -259,6 +261,11 @@ impl Metrics {
             "worker_tasks_parked",
             "Held deliveries acknowledged after parking a copy at the ack deadline",
             m.tasks_parked.clone(),
+        );
+        registry.register(
+            "worker_claims_lost",
+            "Tasks whose claim lapsed while they ran (a pause past its lifetime); another worker took them over and this one reported nothing",
+            m.claims_lost.clone(),
         );
         Metrics { registry, ..m }
     }

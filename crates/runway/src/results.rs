@@ -5,4 +5,5 @@
 pub mod backend;
 #[cfg(test)]
 pub mod memory;
+mod redis_store;
 pub mod watch;

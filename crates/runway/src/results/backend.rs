@@ -1,6 +1,6 @@
-//! Result backends, byte-compatible with Celery 5.7: Redis
-//! (`SETEX celery-task-meta-<id>` then `PUBLISH`, in one MULTI) and `rpc://`
-//! (a reply to the task's `reply_to` queue, correlated by task id).
+//! Result backends, byte-compatible with Celery 5.7: Redis (`redis.rs`:
+//! `SETEX celery-task-meta-<id>` then `PUBLISH`, under a fenced claim) and
+//! `rpc://` (a reply to the task's `reply_to` queue, correlated by task id).
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,8 +10,9 @@ use lapin::BasicProperties;
 use thiserror::Error;
 use tokio::sync::watch;
 
+pub use super::redis_store::RedisBackend;
 use crate::broker::amqp::{publish_confirmed, PublishError};
-use runway_core::celery::result::{is_ready, redis_key, started_meta};
+use runway_core::celery::result::{is_ready, started_meta};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -59,78 +60,28 @@ pub enum BackendUrl {
     Rpc,
 }
 
-/// The Redis result store. One multiplexed connection, reopened when it breaks.
-#[derive(Debug, Clone)]
-pub struct RedisBackend {
-    client: redis::Client,
-    conn: std::sync::Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
-    pub expires: Duration,
-}
+/// A claim this worker holds: the value it set (`<node> <uuid>`), which
+/// only it can renew, release or write under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token(String);
 
-impl RedisBackend {
-    pub fn new(client: redis::Client, expires: Duration) -> RedisBackend {
-        RedisBackend {
-            client,
-            conn: Default::default(),
-            expires,
-        }
+impl Token {
+    pub fn new(node: &str) -> Token {
+        Token(format!("{node} {}", uuid::Uuid::new_v4()))
     }
 
-    async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, Error> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = self.client.get_multiplexed_async_connection().await?;
-        *slot = Some(c.clone());
-        Ok(c)
+    /// A token for a backend without claims (`rpc://`).
+    pub fn unfenced() -> Token {
+        Token(String::new())
     }
 
-    async fn forget(&self) {
-        *self.conn.lock().await = None;
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
-    /// Runs a command; a failed one drops the connection, so the next call
-    /// reconnects instead of reusing a broken one.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
-        let mut c = self.conn().await?;
-        let r = cmd.query_async(&mut c).await;
-        if r.is_err() {
-            self.forget().await;
-        }
-        Ok(r?)
-    }
-
-    async fn query_pipe<T: redis::FromRedisValue>(&self, p: &redis::Pipeline) -> Result<T, Error> {
-        let mut c = self.conn().await?;
-        let r = p.query_async(&mut c).await;
-        if r.is_err() {
-            self.forget().await;
-        }
-        Ok(r?)
-    }
-
-    /// The stored meta of a task, if any.
-    pub async fn get(&self, task_id: &str) -> Result<Option<String>, Error> {
-        self.query(redis::cmd("GET").arg(redis_key(task_id))).await
-    }
-
-    async fn set(&self, task_id: &str, meta: &str) -> Result<(), Error> {
-        let key = redis_key(task_id);
-        self.query_pipe(
-            redis::pipe()
-                .atomic()
-                .cmd("SETEX")
-                .arg(&key)
-                .arg(self.expires.as_secs().max(1))
-                .arg(meta)
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(&key)
-                .arg(meta)
-                .ignore(),
-        )
-        .await
+    /// The node name of a stored claim value.
+    pub fn owner_of(value: &str) -> &str {
+        value.split_once(' ').map_or(value, |(node, _)| node)
     }
 }
 
@@ -139,60 +90,28 @@ impl RedisBackend {
 /// worker while the first still runs the step).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This worker runs it.
-    Mine,
-    /// Another worker runs it; this one waits for the result.
+    /// This worker runs it, under this token.
+    Mine(Token),
+    /// Another worker runs it (this node name); this one waits for the result.
     Other(String),
 }
 
-fn claim_key(task_id: &str) -> String {
-    format!("runway-claim-{task_id}")
-}
-
-impl RedisBackend {
-    async fn claim(&self, task_id: &str, me: &str, ttl: Duration) -> Result<Claim, Error> {
-        let key = claim_key(task_id);
-        let (_, owner): (Option<String>, Option<String>) = self
-            .query_pipe(
-                redis::pipe()
-                    .cmd("SET")
-                    .arg(&key)
-                    .arg(me)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(ttl.as_secs().max(1))
-                    .cmd("GET")
-                    .arg(&key),
-            )
-            .await?;
-        Ok(match owner {
-            Some(owner) if owner != me => Claim::Other(owner),
-            _ => Claim::Mine,
-        })
-    }
-
-    async fn holder(&self, task_id: &str) -> Result<Option<String>, Error> {
-        self.query(redis::cmd("GET").arg(claim_key(task_id))).await
-    }
-
-    async fn renew(&self, task_id: &str, ttl: Duration) -> Result<(), Error> {
-        self.query(
-            redis::cmd("EXPIRE")
-                .arg(claim_key(task_id))
-                .arg(ttl.as_secs().max(1)),
-        )
-        .await
-    }
-
-    async fn release(&self, task_id: &str) -> Result<(), Error> {
-        self.query(redis::cmd("DEL").arg(claim_key(task_id))).await
-    }
+/// What a write under a claim did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Written,
+    /// The claim is no longer this worker's: it lapsed and another took the
+    /// task over. Nothing was written.
+    NotOurs,
+    /// A ready result (SUCCESS, FAILURE, REVOKED) is stored already and is
+    /// never replaced.
+    AlreadyReady,
 }
 
 /// What the worker needs of a result backend: the claim that lets one
 /// worker run a task while others holding deliveries of it wait, and the
-/// result itself.
-pub trait ResultStore: Send + Sync + 'static {
+/// result itself, written only under the claim.
+pub trait ResultStore: Clone + Send + Sync + 'static {
     /// Claims a task for `me` for `ttl` (renewed while it runs).
     fn claim(
         &self,
@@ -200,29 +119,48 @@ pub trait ResultStore: Send + Sync + 'static {
         me: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<Claim, Error>> + Send;
-    /// The worker holding the claim, if any.
+    /// The node holding the claim, if any.
     fn holder(&self, task_id: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
-    fn renew(&self, task_id: &str, ttl: Duration)
-        -> impl Future<Output = Result<(), Error>> + Send;
-    /// Drops the claim once the result is stored.
-    fn release(&self, task_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Whether `token` still holds the claim.
+    fn holds(
+        &self,
+        task_id: &str,
+        token: &Token,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Extends the claim; `false` when it is no longer ours.
+    fn renew(
+        &self,
+        task_id: &str,
+        token: &Token,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Drops the claim once the result is stored (only while it is ours).
+    fn release(
+        &self,
+        task_id: &str,
+        token: &Token,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
     /// Whether a result (a ready state) is already stored: a redelivered
     /// task that was done.
     fn exists(&self, task_id: &str) -> impl Future<Output = Result<bool, Error>> + Send;
-    /// Records that the task's step started here (Celery's STARTED state).
+    /// Records, under the claim, that the task's step started here
+    /// (Celery's STARTED state).
     fn started(
         &self,
         task_id: &str,
+        token: &Token,
         hostname: &str,
         pid: u32,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-    /// Stores once. Callers retry: every write is idempotent by task id.
+    ) -> impl Future<Output = Result<Stored, Error>> + Send;
+    /// Stores the result under the claim (`None`: unfenced, for deliveries
+    /// refused before any claim). Callers retry: writes are idempotent.
     fn store(
         &self,
         task_id: &str,
         meta: &str,
         reply_to: Option<&str>,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
+        token: Option<&Token>,
+    ) -> impl Future<Output = Result<Stored, Error>> + Send;
 }
 
 impl ResultStore for Backend {
@@ -231,7 +169,7 @@ impl ResultStore for Backend {
     async fn claim(&self, task_id: &str, me: &str, ttl: Duration) -> Result<Claim, Error> {
         match self {
             Backend::Redis(r) => r.claim(task_id, me, ttl).await,
-            Backend::Rpc(_) => Ok(Claim::Mine),
+            Backend::Rpc(_) => Ok(Claim::Mine(Token::unfenced())),
         }
     }
 
@@ -242,16 +180,23 @@ impl ResultStore for Backend {
         }
     }
 
-    async fn renew(&self, task_id: &str, ttl: Duration) -> Result<(), Error> {
+    async fn holds(&self, task_id: &str, token: &Token) -> Result<bool, Error> {
         match self {
-            Backend::Redis(r) => r.renew(task_id, ttl).await,
-            Backend::Rpc(_) => Ok(()),
+            Backend::Redis(r) => r.holds(task_id, token).await,
+            Backend::Rpc(_) => Ok(true),
         }
     }
 
-    async fn release(&self, task_id: &str) -> Result<(), Error> {
+    async fn renew(&self, task_id: &str, token: &Token, ttl: Duration) -> Result<bool, Error> {
         match self {
-            Backend::Redis(r) => r.release(task_id).await,
+            Backend::Redis(r) => r.renew(task_id, token, ttl).await,
+            Backend::Rpc(_) => Ok(true),
+        }
+    }
+
+    async fn release(&self, task_id: &str, token: &Token) -> Result<(), Error> {
+        match self {
+            Backend::Redis(r) => r.release(task_id, token).await,
             Backend::Rpc(_) => Ok(()),
         }
     }
@@ -264,17 +209,32 @@ impl ResultStore for Backend {
         }
     }
 
-    async fn started(&self, task_id: &str, hostname: &str, pid: u32) -> Result<(), Error> {
+    async fn started(
+        &self,
+        task_id: &str,
+        token: &Token,
+        hostname: &str,
+        pid: u32,
+    ) -> Result<Stored, Error> {
         match self {
-            Backend::Redis(r) => r.set(task_id, &started_meta(task_id, hostname, pid)).await,
+            Backend::Redis(r) => {
+                let meta = started_meta(task_id, hostname, pid);
+                r.set(task_id, &meta, Some(token)).await
+            }
             // Only the publisher reads rpc:// replies, and it waits for the result.
-            Backend::Rpc(_) => Ok(()),
+            Backend::Rpc(_) => Ok(Stored::Written),
         }
     }
 
-    async fn store(&self, task_id: &str, meta: &str, reply_to: Option<&str>) -> Result<(), Error> {
+    async fn store(
+        &self,
+        task_id: &str,
+        meta: &str,
+        reply_to: Option<&str>,
+        token: Option<&Token>,
+    ) -> Result<Stored, Error> {
         match self {
-            Backend::Redis(r) => r.set(task_id, meta).await,
+            Backend::Redis(r) => r.set(task_id, meta, token).await,
             Backend::Rpc(ch) => {
                 let reply_to = reply_to.ok_or_else(|| Error::NoReplyTo(task_id.to_owned()))?;
                 let ch = ch.borrow().clone().ok_or(Error::NoChannel)?;
@@ -285,7 +245,7 @@ impl ResultStore for Backend {
                     .with_delivery_mode(1)
                     .with_headers(FieldTable::default());
                 publish_confirmed(&ch, "", reply_to, meta.as_bytes(), props).await?;
-                Ok(())
+                Ok(Stored::Written)
             }
         }
     }

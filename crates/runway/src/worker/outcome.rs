@@ -45,7 +45,9 @@ pub fn meta(id: &str, finish: &Finish) -> (ResultState, String) {
             );
             (ResultState::Failure, meta)
         }
-        Finish::Revoked => {
+        // Never stored (the pool settles nothing for a lost claim); written
+        // as what it is, should it ever be.
+        Finish::Revoked | Finish::ClaimLost => {
             let err = TaskError::revoked();
             let meta = result_meta(id, ResultState::Revoked, &Outcome::Error(&err), None, &date);
             (ResultState::Revoked, meta)
@@ -92,6 +94,7 @@ pub fn task_event(events: &Events, id: &str, finish: &Finish, runtime: f64, term
                 ("traceback", Value::Null),
             ],
         ),
+        Finish::ClaimLost => {}
         Finish::Revoked => events.task(
             "task-revoked",
             vec![

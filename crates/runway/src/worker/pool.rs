@@ -4,8 +4,11 @@
 //! [`StepRunner`], so the claim, dedupe and parking rules are tested
 //! against in-memory fakes (`pool/tests.rs`).
 
+mod capacity;
+mod execute;
 mod park;
 mod settle;
+mod turn;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,19 +20,16 @@ use tokio::sync::Semaphore;
 use super::ack::Ack;
 use super::events::Events;
 use super::ledger::{Entry, Ledger};
-use super::outcome::task_event;
 use super::registry::Registry;
 use super::revoke::Revocations;
 use super::runner::StepRunner;
-use super::task::Finish;
 use crate::metrics::Metrics;
-use crate::results::backend::{Claim, ResultStore};
-use crate::retry::Backoff;
-use backon::BackoffBuilder as _;
+use crate::results::backend::ResultStore;
 use runway_core::celery::control::shapes::{DeliveryInfo, TaskInfo};
 use runway_core::dagster::step::StepTask;
 
 pub use park::{Broker, Parked};
+use turn::Turn;
 
 /// The one task this worker runs.
 pub use runway_core::celery::STEP_TASK as TASK;
@@ -126,14 +126,6 @@ pub struct Pool<S, R, B: Broker> {
     pub latencies: Mutex<Vec<f64>>,
 }
 
-/// What decides whether this worker runs a task it holds.
-enum Turn {
-    /// This worker holds the claim and no result is stored: run it.
-    Run,
-    /// The result is stored (here or by another worker): acknowledge.
-    Answered,
-}
-
 impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
     pub fn new(
         runner: S,
@@ -185,137 +177,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
         }
         match self.take_turn(&msg.id).await {
             Turn::Answered => self.answered(&msg.id).await,
-            Turn::Run => self.run(msg).await,
-        }
-    }
-
-    /// One worker runs a task; another holding a delivery of it (after a
-    /// broker restart) waits for that run's result instead, or takes the
-    /// task over when the claim lapses without one.
-    async fn take_turn(&self, id: &str) -> Turn {
-        let mut delays = Backoff::request().build();
-        loop {
-            match self
-                .store
-                .claim(id, &self.config.hostname, self.config.claim_ttl)
-                .await
-            {
-                Ok(Claim::Mine) => break,
-                Ok(Claim::Other(owner)) => {
-                    tracing::info!(task_id = %id, %owner, "another worker runs this task; waiting for its result");
-                    if self.follow(id).await {
-                        return Turn::Answered;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(task_id = %id, error = %e, "cannot claim the task yet; retrying");
-                    tokio::time::sleep(delays.delay()).await;
-                }
-            }
-        }
-        // The claim is ours and the store answers: a stored result means done.
-        if self.stored(id).await {
-            if let Err(e) = self.store.release(id).await {
-                tracing::debug!(task_id = %id, error = %e, "releasing the claim failed; it expires");
-            }
-            return Turn::Answered;
-        }
-        Turn::Run
-    }
-
-    /// Runs the step under a concurrency permit, renewing the claim, then
-    /// stores its result.
-    async fn run(&self, msg: Accepted) {
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            // The pool is closing: the deliveries go back to the queue.
-            self.requeue_all(&msg.id).await;
-            return;
-        };
-        self.metrics.tasks_in_flight.inc();
-        self.processed.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        self.registry.start(&msg.id, unix_now(), pid);
-        // STARTED in the backend before the step's first side effect: a
-        // Python worker revoking the task then leaves its state to this one.
-        if let Err(e) = self
-            .store
-            .started(&msg.id, &self.config.hostname, pid)
-            .await
-        {
-            tracing::warn!(task_id = %msg.id, error = %e, "recording STARTED failed");
-        }
-        let revoke = self.revocations.running(&msg.id);
-        tracing::info!(task_id = %msg.id, "received");
-        self.events
-            .task("task-started", vec![("uuid", msg.id.clone().into())]);
-        let started = Instant::now();
-        let job_done = std::sync::OnceLock::new();
-        let finish = self.run_renewing(&msg, revoke, &job_done).await;
-        self.metrics.tasks_in_flight.dec();
-        let elapsed = started.elapsed().as_secs_f64();
-        let terminated = self.revocations.terminated(&msg.id);
-        task_event(&self.events, &msg.id, &finish, elapsed, terminated);
-        // The result's latency counts from the step Job's end as the watch saw it.
-        let ended = job_done.get().copied().unwrap_or_else(Instant::now);
-        self.finish(
-            &msg.id,
-            msg.reply_to.as_deref(),
-            Vec::new(),
-            &finish,
-            Some(ended),
-        )
-        .await;
-    }
-
-    /// The step, with the claim renewed at a third of its lifetime.
-    async fn run_renewing(
-        &self,
-        msg: &Accepted,
-        revoke: super::revoke::RevokeWait,
-        job_done: &std::sync::OnceLock<Instant>,
-    ) -> Finish {
-        let exec = self.runner.run(&msg.kwargs, revoke, job_done);
-        tokio::pin!(exec);
-        let mut renew = tokio::time::interval(self.config.claim_ttl / 3);
-        renew.tick().await;
-        loop {
-            tokio::select! {
-                f = &mut exec => return f,
-                _ = renew.tick() => {
-                    if let Err(e) = self.store.renew(&msg.id, self.config.claim_ttl).await {
-                        tracing::warn!(task_id = %msg.id, error = %e, "renewing the claim failed");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits while another worker holds the claim: `true` once the result
-    /// is stored, `false` when the claim lapsed without one (its worker died).
-    async fn follow(&self, id: &str) -> bool {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if self.stored(id).await {
-                return true;
-            }
-            if let Ok(None) = self.store.holder(id).await {
-                return self.stored(id).await;
-            }
-        }
-    }
-
-    /// Whether a result is stored, asked until the backend answers (an
-    /// unreachable backend is not "no result": that would run a task twice).
-    async fn stored(&self, id: &str) -> bool {
-        let mut delays = Backoff::request().build();
-        loop {
-            match self.store.exists(id).await {
-                Ok(b) => return b,
-                Err(e) => {
-                    tracing::warn!(task_id = %id, error = %e, "cannot read the result backend; retrying");
-                    tokio::time::sleep(delays.delay()).await;
-                }
-            }
+            Turn::Run(permit, token) => self.run(msg, permit, token).await,
         }
     }
 
@@ -345,49 +207,6 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
         let active = usize::try_from(self.metrics.tasks_in_flight.get()).unwrap_or(0);
         let processed = self.processed.load(Ordering::Relaxed);
         self.events.worker(ty, active, processed);
-    }
-
-    /// The concurrency limit now.
-    pub fn concurrency(&self) -> usize {
-        self.concurrency.load(Ordering::Relaxed)
-    }
-
-    /// Raises the concurrency limit by `n`.
-    pub fn grow(&self, n: usize) {
-        self.permits.add_permits(n);
-        self.concurrency.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Lowers the concurrency limit by `n` (never below 1). Permits held by
-    /// running steps are retired as those steps end.
-    pub fn shrink(self: &Arc<Self>, n: usize) -> usize {
-        let n = n.min(self.concurrency().saturating_sub(1));
-        if n == 0 {
-            return 0;
-        }
-        self.concurrency.fetch_sub(n, Ordering::Relaxed);
-        let idle = self.permits.forget_permits(n);
-        if idle < n {
-            let permits = self.permits.clone();
-            let owed = u32::try_from(n - idle).unwrap_or(u32::MAX);
-            tokio::spawn(async move {
-                if let Ok(p) = permits.acquire_many_owned(owed).await {
-                    p.forget();
-                }
-            });
-        }
-        n
-    }
-
-    /// Sets the concurrency limit to `to` (at least 1).
-    pub fn resize(self: &Arc<Self>, to: usize) {
-        let now = self.concurrency();
-        let to = to.max(1);
-        if to > now {
-            self.grow(to - now);
-        } else {
-            self.shrink(now - to);
-        }
     }
 
     /// The grace period ran out: every held delivery goes back to the queue.

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::pg::Pg;
 use super::revoke::RevokeWait;
+use super::runner::Fence;
 use super::wait::{Jobs, Runs};
 use crate::cluster::JobApi;
 use run_log::Run;
@@ -61,6 +62,10 @@ pub enum Finish {
         message: String,
     },
     Revoked,
+    /// The task's claim lapsed while it ran (a pause longer than the
+    /// claim's lifetime) and another worker took it over: this worker
+    /// reports nothing.
+    ClaimLost,
 }
 
 impl Finish {
@@ -84,6 +89,7 @@ pub async fn execute<K: JobApi>(
     kwargs: &Map<String, Value>,
     mut revoke: RevokeWait,
     job_done: &OnceLock<Instant>,
+    fence: &Fence,
 ) -> Finish {
     if *revoke.rx.borrow() {
         return Finish::Revoked;
@@ -117,6 +123,14 @@ pub async fn execute<K: JobApi>(
     )
     .await;
     drop(run_wait);
+    // What follows reports what the wait found; a worker that lost the
+    // task's claim meanwhile (paused past it) reports nothing.
+    if !fence.held().await {
+        return Finish::ClaimLost;
+    }
+    // A timeout is checked against the Job itself: a wait that ran out
+    // while the process was paused is not a step failure.
+    let waited = job.recheck(ctx, waited).await;
     let _ = job_done.set(Instant::now());
     let failed_early = match conclude(&run, &job, waited, &mut events).await {
         Ok(failed_early) => failed_early,

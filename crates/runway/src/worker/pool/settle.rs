@@ -1,6 +1,6 @@
-//! Settling a task: storing its result (retried), then acknowledging every
-//! delivery that waited on it; or giving the deliveries back when the result
-//! cannot be stored.
+//! Settling a task: storing its result (retried; under the claim for a
+//! task that ran), then acknowledging every delivery that waited on it; or
+//! giving the deliveries back when the result cannot be stored.
 
 use std::time::Instant;
 
@@ -8,7 +8,7 @@ use backon::Retryable as _;
 
 use super::{lock, Accepted, Broker, Pool, LATENCY_SAMPLES};
 use crate::metrics::StatusLabel;
-use crate::results::backend::ResultStore;
+use crate::results::backend::{ResultStore, Stored, Token};
 use crate::retry::Backoff;
 use crate::worker::ack::Ack;
 use crate::worker::outcome::meta;
@@ -19,24 +19,73 @@ use crate::worker::task::Finish;
 const STORE_RETRIES: usize = 11;
 
 impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
-    /// Stores the result (retrying), then acknowledges `acks` and every
-    /// delivery of the task that joined it meanwhile (its run stays in the
-    /// ledger until the result is stored, so a redelivery arriving during
-    /// the write joins instead of running again). A result that cannot be
-    /// stored sends the deliveries back to the queue.
-    pub async fn finish(
+    /// Stores the result of a step that ran here, under its claim, then
+    /// acknowledges every delivery of the task (its run stays in the ledger
+    /// until the result is stored, so a redelivery arriving during the write
+    /// joins instead of running again). A claim found lapsed stores nothing:
+    /// the worker that took the task over stores its result.
+    pub(super) async fn settle(
         &self,
         id: &str,
         reply_to: Option<&str>,
-        acks: Vec<B::Ack>,
         finish: &Finish,
-        ended: Option<Instant>,
+        ended: Instant,
+        token: &Token,
     ) {
-        // Only a task that ran has a run of its own in the ledger; a refused
-        // delivery claiming a running task's id must not take its deliveries.
-        let ran = ended.is_some();
         let (state, meta) = meta(id, finish);
-        let stored = (|| self.store.store(id, &meta, reply_to))
+        let stored = self.store_retrying(id, &meta, reply_to, Some(token)).await;
+        self.record_latency(ended);
+        self.registry.remove(id);
+        match stored {
+            Some(Stored::Written) => {
+                self.release(id, token).await;
+                self.count(state.as_str());
+                tracing::info!(task_id = %id, state = state.as_str(), "task finished");
+                let acks = lock(&self.ledger).finish(id);
+                for a in acks {
+                    a.ack().await;
+                }
+            }
+            Some(Stored::AlreadyReady) => {
+                tracing::info!(task_id = %id, "a result was stored already; it stays");
+                self.release(id, token).await;
+                let acks = lock(&self.ledger).finish(id);
+                for a in acks {
+                    a.ack().await;
+                }
+            }
+            Some(Stored::NotOurs) => self.lost(id).await,
+            None => {
+                tracing::error!(task_id = %id, "the result could not be stored; returning the task to the queue");
+                self.requeue_all(id).await;
+            }
+        }
+    }
+
+    /// Answers a delivery refused before any claim (undecodable, or a task
+    /// this worker does not run) with a FAILURE, then acknowledges it. It
+    /// never takes the deliveries of a task of the same id running here.
+    pub async fn finish(&self, id: &str, reply_to: Option<&str>, ack: B::Ack, finish: &Finish) {
+        let (state, meta) = meta(id, finish);
+        match self.store_retrying(id, &meta, reply_to, None).await {
+            Some(_) => {
+                lock(&self.ledger).mark_done(id);
+                self.count(state.as_str());
+                ack.ack().await;
+            }
+            None => ack.requeue().await,
+        }
+    }
+
+    /// Stores with retries; `None` when every attempt failed.
+    async fn store_retrying(
+        &self,
+        id: &str,
+        meta: &str,
+        reply_to: Option<&str>,
+        token: Option<&Token>,
+    ) -> Option<Stored> {
+        (|| self.store.store(id, meta, reply_to, token))
             .retry(Backoff::request().with_retries(STORE_RETRIES))
             .sleep(tokio::time::sleep)
             .notify(|e, _| {
@@ -44,45 +93,14 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
                 self.metrics.result_store_retries.inc();
             })
             .await
-            .is_ok();
-        if let Some(t) = ended {
-            self.record_latency(t);
-        }
-        let mut acks = acks;
-        if ran {
-            self.registry.remove(id);
-        }
-        if !stored {
-            tracing::error!(task_id = %id, "the result could not be stored; returning the task to the queue");
-            if ran {
-                acks.extend(lock(&self.ledger).end(id));
-            }
-            for a in acks {
-                a.requeue().await;
-            }
-            return;
-        }
-        if let Err(e) = self.store.release(id).await {
-            tracing::debug!(task_id = %id, error = %e, "releasing the claim failed; it expires");
-        }
-        {
-            let mut ledger = lock(&self.ledger);
-            if ran {
-                acks.extend(ledger.finish(id));
-            } else {
-                ledger.mark_done(id);
-            }
-        }
+            .ok()
+    }
+
+    fn count(&self, status: &'static str) {
         self.metrics
             .tasks
-            .get_or_create(&StatusLabel {
-                status: state.as_str(),
-            })
+            .get_or_create(&StatusLabel { status })
             .inc();
-        tracing::info!(task_id = %id, state = state.as_str(), "task finished");
-        for a in acks {
-            a.ack().await;
-        }
     }
 
     /// Acknowledges every delivery of a task whose result is stored.
@@ -113,15 +131,14 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
             exc_module: "celery.exceptions".into(),
             message: format!("'{}'", msg.task),
         };
-        self.finish(&msg.id, msg.reply_to.as_deref(), vec![ack], &f, None)
-            .await;
+        self.finish(&msg.id, msg.reply_to.as_deref(), ack, &f).await;
     }
 
     /// A delivery that could not be decoded but names its task: FAILURE
     /// with the reason, so the caller is not left waiting.
     pub async fn refuse(&self, id: &str, reply_to: Option<&str>, ack: B::Ack, finish: &Finish) {
         self.metrics.tasks_rejected.inc();
-        self.finish(id, reply_to, vec![ack], finish, None).await;
+        self.finish(id, reply_to, ack, finish).await;
     }
 
     fn record_latency(&self, ended: Instant) {

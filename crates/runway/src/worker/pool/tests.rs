@@ -15,6 +15,8 @@ use crate::cluster::memory::MemoryJobs;
 use crate::cluster::JobApi;
 use crate::results::memory::MemoryStore;
 use crate::worker::revoke::RevokeWait;
+use crate::worker::runner::Fence;
+use crate::worker::task::Finish;
 use runway_core::celery::control::shapes::DeliveryInfo;
 
 mod held;
@@ -73,6 +75,7 @@ impl StepRunner for Arc<ScriptedSteps> {
         kwargs: &Map<String, Value>,
         mut revoke: RevokeWait,
         job_done: &OnceLock<Instant>,
+        fence: &Fence,
     ) -> Finish {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let id = kwargs["id"].as_str().unwrap_or_default().to_owned();
@@ -86,6 +89,11 @@ impl StepRunner for Arc<ScriptedSteps> {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
             _ = revoke.rx.wait_for(|r| *r) => return Finish::Revoked,
+        }
+        // As the task body does: nothing learnt after the wait is reported
+        // by a worker that lost the claim meanwhile.
+        if !fence.held().await {
+            return Finish::ClaimLost;
         }
         let _ = job_done.set(Instant::now());
         Finish::Events(vec![format!("ran {id}")])

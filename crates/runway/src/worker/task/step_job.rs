@@ -141,6 +141,35 @@ impl StepJob {
     }
 }
 
+impl StepJob {
+    /// A timeout confirmed by the Job: when the API says it succeeded or
+    /// failed meanwhile (its end fell in a pause, or the watch is behind),
+    /// that is the outcome; a Job gone is said so; only a Job still running
+    /// timed out.
+    pub async fn recheck<K: JobApi>(&self, ctx: &Ctx<K>, waited: Waited) -> Waited {
+        if !matches!(waited, Waited::Timeout) {
+            return waited;
+        }
+        match ctx.kube.get_job(&self.namespace, &self.name).await {
+            Ok(Some(job)) => {
+                let status = job.status.unwrap_or_default();
+                if status.succeeded.unwrap_or(0) > 0 {
+                    Waited::Succeeded
+                } else if status.failed.unwrap_or(0) > 0 {
+                    Waited::Failed("the Job failed".into())
+                } else {
+                    Waited::Timeout
+                }
+            }
+            Ok(None) => Waited::Gone,
+            Err(e) => {
+                tracing::warn!(job = %self.name, error = %e, "re-reading the step Job after its timeout failed");
+                Waited::Timeout
+            }
+        }
+    }
+}
+
 /// Waits for the first of: the Job's end (as the watch index judges it),
 /// the run leaving STARTED, a revoke, or the task's `job_wait_timeout`.
 pub async fn wait(

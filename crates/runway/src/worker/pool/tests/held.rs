@@ -67,3 +67,53 @@ async fn shrinking_below_the_running_steps_waits_for_them() {
     }
     assert_eq!(w.pool.shrink(5), 1, "never below one");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_lost_its_claim_reports_nothing_and_answers_from_the_new_holder() {
+    let (store, jobs, log) = fixture();
+    let (a, b) = (worker("a", &store, &jobs), worker("b", &store, &jobs));
+    let on_a = deliver(&a, task("p1", 20_000), 1, &log);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Worker a froze past its claim (a long SIGSTOP): the claim lapsed, and
+    // the redelivered task went to b, which takes it over.
+    store.expire_claim("p1");
+    let on_b = deliver(&b, task("p1", 2_000), 2, &log);
+    on_b.await.unwrap();
+    on_a.await.unwrap();
+    assert_eq!(a.pool.metrics.claims_lost.get(), 1);
+    let results = store.results("p1");
+    assert_eq!(
+        results.len(),
+        1,
+        "only the new holder's result: {results:?}"
+    );
+    assert!(results[0].contains("SUCCESS"), "{results:?}");
+    assert_eq!(store.started_by("p1").as_deref(), Some("b"));
+    assert_eq!(
+        (
+            a.steps.runs.load(Ordering::SeqCst),
+            b.steps.runs.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+    assert_eq!(
+        jobs.created.load(Ordering::SeqCst),
+        1,
+        "b reused a's step Job"
+    );
+    // a's delivery is answered from b's result.
+    assert_eq!(settled(&log), vec![(1, "ack"), (2, "ack")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_is_never_replaced_and_a_revoked_task_never_starts() {
+    let (store, jobs, log) = fixture();
+    let w = worker("a", &store, &jobs);
+    // A Python worker's revoke wrote REVOKED before this worker took the task.
+    let revoked = r#"{"status": "REVOKED", "result": {"exc_type": "TaskRevokedError"}}"#;
+    store.store("r1", revoked, None, None).await.unwrap();
+    deliver(&w, task("r1", 10), 1, &log).await.unwrap();
+    assert_eq!(w.steps.runs.load(Ordering::SeqCst), 0, "it never starts");
+    assert_eq!(store.results("r1"), vec![revoked.to_owned()]);
+    assert_eq!(settled(&log), vec![(1, "ack")]);
+}
