@@ -18,4 +18,5 @@ pub mod celery;
 pub mod dagster;
 pub mod k8s;
 pub mod render;
+pub mod text;
 pub mod track;

@@ -11,6 +11,8 @@
     unused_qualifications
 )]
 
+pub mod codec;
+
 tonic::include_proto!("runway.v1");
 
 /// The encoded descriptors of every message and service, for server reflection.

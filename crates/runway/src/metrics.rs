@@ -75,6 +75,7 @@ pub struct Metrics {
     pub transitions: Counter,
     pub watch_streams: Gauge<i64, AtomicI64>,
     pub watch_streams_cut: Counter,
+    pub watch_streams_refused: Counter,
     /// `runway worker`: tasks by final state.
     pub tasks: Family<StatusLabel, Counter>,
     pub tasks_in_flight: Gauge<i64, AtomicI64>,
@@ -123,6 +124,7 @@ impl Metrics {
             transitions: Counter::default(),
             watch_streams: Gauge::default(),
             watch_streams_cut: Counter::default(),
+            watch_streams_refused: Counter::default(),
             tasks: Family::default(),
             tasks_in_flight: Gauge::default(),
             tasks_rejected: Counter::default(),
@@ -221,6 +223,11 @@ impl Metrics {
             "watch_runs_streams_cut",
             "WatchRuns streams ended because the consumer fell behind",
             m.watch_streams_cut.clone(),
+        );
+        registry.register(
+            "watch_streams_refused",
+            "WatchRuns streams refused at the --max-watch-streams limit",
+            m.watch_streams_refused.clone(),
         );
         registry.register(
             "worker_tasks",

@@ -2,6 +2,8 @@
 //! module decides; [`grpc`] translates; `app` wires the concrete client.
 
 mod configs;
+
+pub use configs::CacheLimits;
 pub mod grpc;
 mod launch;
 mod runs;
@@ -18,7 +20,7 @@ use thiserror::Error;
 use crate::cluster::tracker::add_managed_by;
 use crate::cluster::{self, JobApi, Tracker};
 use crate::metrics::Metrics;
-use runway_core::dagster::launcher::{Launcher, LauncherClass};
+use runway_core::dagster::launcher::LauncherClass;
 use runway_core::dagster::names::run_job_name;
 use runway_core::render::{self, RunCase};
 use runway_core::track::debug;
@@ -49,6 +51,8 @@ pub enum Error {
     },
     #[error("Job {job} in namespace {namespace} is being deleted; launch again once it is gone")]
     BeingDeleted { job: String, namespace: String },
+    #[error("{what}")]
+    NotFound { what: String },
     #[error(transparent)]
     Kube(#[from] cluster::Error),
 }
@@ -66,8 +70,8 @@ pub struct Options {
     /// Answer every health check with dagster-k8s's exact rules.
     pub force_dagster_compat: bool,
     pub unschedulable_grace_secs: i64,
-    /// Parsed launcher configs kept.
-    pub config_cache: usize,
+    /// The launcher config cache's bounds and the largest config taken.
+    pub cache: CacheLimits,
 }
 
 impl Default for Options {
@@ -75,7 +79,11 @@ impl Default for Options {
         Options {
             force_dagster_compat: false,
             unschedulable_grace_secs: 120,
-            config_cache: 64,
+            cache: CacheLimits {
+                entries: 64,
+                bytes: 32 << 20,
+                max_config_bytes: 1 << 20,
+            },
         }
     }
 }
@@ -106,7 +114,7 @@ pub struct Launch<K> {
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
     options: Options,
-    configs: Mutex<HashMap<(LauncherClass, String), Arc<Launcher>>>,
+    configs: Mutex<configs::Configs>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -175,7 +183,7 @@ impl<K: JobApi> Launch<K> {
             tracker,
             metrics,
             options,
-            configs: Mutex::new(HashMap::new()),
+            configs: Mutex::default(),
         }
     }
 

@@ -38,7 +38,8 @@ pub enum Kind {
 /// The index itself. Not synchronised: the owner wraps it in a lock.
 #[derive(Debug, Default)]
 pub struct Index {
-    jobs: HashMap<ObjKey, JobEntry>,
+    /// Ordered, so WatchRuns can page through the current states.
+    jobs: BTreeMap<ObjKey, JobEntry>,
     runs: HashMap<Str, Vec<ObjKey>>,
     pods: HashMap<ObjKey, PodEntry>,
     /// Pods per Job, sorted by name (the API lists them in that order).
@@ -392,6 +393,31 @@ impl Index {
             resource_version: job.resource_version.to_string(),
             deleted: false,
         })
+    }
+
+    /// The current transitions of up to `limit` Jobs after `after`, in key
+    /// order, and the key to continue from: a reader pages through the
+    /// index without copying it whole.
+    pub fn current_page(
+        &self,
+        after: Option<&ObjKey>,
+        limit: usize,
+        now: i64,
+    ) -> (Vec<Transition>, Option<ObjKey>) {
+        use std::ops::Bound;
+        let start = match after {
+            Some(k) => Bound::Excluded(k.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for (key, _) in self.jobs.range((start, Bound::Unbounded)).take(limit) {
+            if let Some(t) = self.current(key, now) {
+                out.push(t);
+            }
+            last = Some(key.clone());
+        }
+        (out, last)
     }
 
     fn report(&mut self, key: &ObjKey, now: i64, out: &mut Vec<Transition>) {

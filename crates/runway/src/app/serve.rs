@@ -20,7 +20,7 @@ use crate::ops::{self, Probe};
 use crate::results::{backend, watch as results};
 use crate::serve::grpc::{Grpc, TokenCheck};
 use crate::serve::settings::{HealthModeArg, ServeArgs};
-use crate::serve::{Launch, Options};
+use crate::serve::{CacheLimits, Launch, Options};
 use crate::stop::stopped;
 
 /// The StepExecutor service, with its publisher and result watcher when
@@ -109,7 +109,11 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
         Options {
             force_dagster_compat: args.health_mode == HealthModeArg::DagsterCompat,
             unschedulable_grace_secs: args.unschedulable_grace_secs,
-            ..Options::default()
+            cache: CacheLimits {
+                entries: 64,
+                bytes: args.config_cache_bytes,
+                max_config_bytes: args.max_config_bytes,
+            },
         },
     ));
 
@@ -187,8 +191,12 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
         builder = builder.tls_config(tls)?;
     }
     let service = tonic::service::interceptor::InterceptedService::new(
-        proto::run_launcher_server::RunLauncherServer::new(Grpc::new(launch, accept_rx.clone()))
-            .max_decoding_message_size(16 * 1024 * 1024),
+        proto::run_launcher_server::RunLauncherServer::new(Grpc::new(
+            launch,
+            accept_rx.clone(),
+            args.max_watch_streams.max(1),
+        ))
+        .max_decoding_message_size(args.max_request_bytes),
         TokenCheck {
             token: token.clone(),
         },
@@ -196,12 +204,20 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
     let steps = steps_service(args, accept_rx.clone(), watch_rx.clone(), &mut background)?;
     let steps = tonic::service::interceptor::InterceptedService::new(
         proto::step_executor_server::StepExecutorServer::new(steps)
-            .max_decoding_message_size(16 * 1024 * 1024),
-        TokenCheck { token },
+            .max_decoding_message_size(args.max_request_bytes),
+        TokenCheck {
+            token: token.clone(),
+        },
     );
     let router = builder
         .add_service(health_service)
-        .add_service(reflection)
+        // Only health is open; reflection, like the services, needs the token.
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            reflection,
+            TokenCheck {
+                token: token.clone(),
+            },
+        ))
         .add_service(service)
         .add_service(steps);
     let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status};
 
 use super::{status_name, Error, Launch};
@@ -28,9 +28,14 @@ fn worker_status(s: WorkerStatus) -> proto::WorkerStatus {
     }
 }
 
+/// The longest status message sent: an error never carries the caller's
+/// input back at length (past 16 KiB of metadata a client would see only
+/// RESOURCE_EXHAUSTED, not the reason).
+const MAX_STATUS_CHARS: usize = 2048;
+
 /// The gRPC status of an error.
 pub fn to_status(e: &Error) -> Status {
-    let msg = e.to_string();
+    let msg = runway_core::text::clip(&e.to_string(), MAX_STATUS_CHARS).into_owned();
     match e {
         Error::Invalid { .. } | Error::Render(_) => Status::invalid_argument(msg),
         Error::UnknownDigest { .. } => {
@@ -45,6 +50,7 @@ pub fn to_status(e: &Error) -> Status {
             Status::failed_precondition(msg)
         }
         Error::Conflict { .. } => Status::already_exists(msg),
+        Error::NotFound { .. } => Status::not_found(msg),
         Error::Kube(k) => match k {
             cluster::Error::Throttled(t) => {
                 let mut s = Status::resource_exhausted(msg);
@@ -94,14 +100,27 @@ fn code_name(code: tonic::Code) -> &'static str {
 pub struct Grpc<K> {
     launch: Arc<Launch<K>>,
     stop: watch::Receiver<bool>,
+    /// One permit per open WatchRuns stream.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 impl<K> Grpc<K> {
-    /// `stop` ends open WatchRuns streams when it turns true (shutdown).
-    pub fn new(launch: Arc<Launch<K>>, stop: watch::Receiver<bool>) -> Grpc<K> {
-        Grpc { launch, stop }
+    /// `stop` ends open WatchRuns streams when it turns true (shutdown); at
+    /// most `max_streams` are open at once.
+    pub fn new(launch: Arc<Launch<K>>, stop: watch::Receiver<bool>, max_streams: usize) -> Grpc<K> {
+        Grpc {
+            launch,
+            stop,
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+        }
     }
 }
+
+/// Current states sent per read of the index (`include_current`): a stream
+/// holds one page at a time, never a copy of the whole index.
+const PAGE: usize = 256;
 
 impl<K: JobApi> Grpc<K> {
     fn record<T>(&self, method: &'static str, r: &Result<T, Status>) {
@@ -281,79 +300,118 @@ impl<K: JobApi> RunLauncher for Grpc<K> {
             namespace: req.namespace.clone(),
             steps: req.include_step_jobs,
         };
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            self.launch.metrics().watch_streams_refused.inc();
+            return Err(Status::resource_exhausted(format!(
+                "this server has {} WatchRuns streams open, its limit (--max-watch-streams); close idle ones or raise the limit",
+                self.max_streams
+            )));
+        };
         let tracker = self.launch.tracker().clone();
-        // Subscribe before the snapshot, so nothing falls between them.
+        // Subscribe before paging through the current states, so nothing
+        // falls between them.
         let rx = tracker.subscribe();
-        let mut initial = Vec::new();
-        if req.include_current {
-            let index = tracker.read();
-            let now = cluster::tracker::now_secs();
-            for (key, _) in index.job_keys() {
-                match index.current(key, now) {
-                    Some(t) if filter.admits(&t) => initial.push(Stamped {
-                        transition: t,
-                        observed_at_micros: 0,
-                    }),
-                    _ => {}
-                }
-            }
-        }
         let metrics = self.launch.metrics().clone();
         metrics.watch_streams.inc();
         let state = StreamState {
-            initial: initial.into_iter(),
+            current: req.include_current.then(|| Current {
+                tracker,
+                after: None,
+                page: Vec::new().into_iter(),
+            }),
             rx,
             filter,
             stop: self.stop.clone(),
             metrics,
             done: false,
+            _permit: permit,
         };
         let stream = futures::stream::unfold(state, |mut st| async move {
             if st.done {
                 return None;
             }
-            if let Some(s) = st.initial.next() {
-                return Some((Ok(to_proto(&s)), st));
+            if let Some(t) = st.next_current() {
+                return Some((Ok(to_proto(&t)), st));
             }
-            loop {
-                let next = tokio::select! {
-                    _ = stopped(&mut st.stop) => None,
-                    next = st.rx.recv() => Some(next),
-                };
-                let Some(next) = next else {
-                    st.done = true;
-                    return Some((Err(Status::unavailable("runway serve is shutting down; reconnect to another replica with include_current=true")), st));
-                };
-                match next {
-                    Ok(s) if st.filter.admits(&s.transition) => {
-                        return Some((Ok(to_proto(&s)), st))
-                    }
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        st.done = true;
-                        st.metrics.watch_streams_cut.inc();
-                        return Some((
-                            Err(Status::resource_exhausted(format!(
-                                "this WatchRuns consumer fell {n} transitions behind the server's buffer and was cut off; read faster, or reconnect with include_current=true to resynchronise"
-                            ))),
-                            st,
-                        ));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
+            st.next_live().await.map(|item| (item, st))
         });
         Ok(Response::new(Box::pin(stream)))
     }
 }
 
+/// The paging through the index's current states of an `include_current`
+/// stream.
+struct Current {
+    tracker: Arc<cluster::Tracker>,
+    after: Option<runway_core::track::index::ObjKey>,
+    page: std::vec::IntoIter<Stamped>,
+}
+
 struct StreamState {
-    initial: std::vec::IntoIter<Stamped>,
+    current: Option<Current>,
     rx: broadcast::Receiver<Arc<Stamped>>,
     filter: Filter,
     stop: watch::Receiver<bool>,
     metrics: Arc<crate::metrics::Metrics>,
     done: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl StreamState {
+    /// The next current state the filter admits, a page at a time.
+    fn next_current(&mut self) -> Option<Stamped> {
+        let cur = self.current.as_mut()?;
+        loop {
+            if let Some(s) = cur.page.next() {
+                return Some(s);
+            }
+            let (page, next) = {
+                let index = cur.tracker.read();
+                index.current_page(cur.after.as_ref(), PAGE, cluster::tracker::now_secs())
+            };
+            let Some(next) = next else {
+                self.current = None;
+                return None;
+            };
+            cur.after = Some(next);
+            let filter = &self.filter;
+            cur.page = page
+                .into_iter()
+                .filter(|t| filter.admits(t))
+                .map(|transition| Stamped {
+                    transition,
+                    observed_at_micros: 0,
+                })
+                .collect::<Vec<_>>()
+                .into_iter();
+        }
+    }
+
+    /// The next live transition the filter admits; an error ends the stream.
+    async fn next_live(&mut self) -> Option<Result<proto::RunTransition, Status>> {
+        loop {
+            let next = tokio::select! {
+                _ = stopped(&mut self.stop) => None,
+                next = self.rx.recv() => Some(next),
+            };
+            let Some(next) = next else {
+                self.done = true;
+                return Some(Err(Status::unavailable("runway serve is shutting down; reconnect to another replica with include_current=true")));
+            };
+            match next {
+                Ok(s) if self.filter.admits(&s.transition) => return Some(Ok(to_proto(&s))),
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.done = true;
+                    self.metrics.watch_streams_cut.inc();
+                    return Some(Err(Status::resource_exhausted(format!(
+                        "this WatchRuns consumer fell {n} transitions behind the server's buffer and was cut off; read faster, or reconnect with include_current=true to resynchronise"
+                    ))));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
 }
 
 impl Drop for StreamState {

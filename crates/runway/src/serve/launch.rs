@@ -86,9 +86,10 @@ fn check_run(req: &proto::LaunchRunRequest, resume: bool) -> Result<&proto::Run,
         .run
         .as_ref()
         .ok_or_else(|| invalid("run", "missing: describe the run to launch"))?;
-    if run.run_id.is_empty() {
-        return Err(invalid("run.run_id", "missing: the Dagster run id"));
-    }
+    runs::check_run_id(&run.run_id).map_err(|e| match e {
+        Error::Invalid { message, .. } => invalid("run.run_id", message),
+        other => other,
+    })?;
     if run.job_name.is_empty() {
         return Err(invalid("run.job_name", "missing: the Dagster job name"));
     }

@@ -47,12 +47,14 @@ impl<K: JobApi> Launch<K> {
         Ok(())
     }
 
+    /// Deletes the run's Job (and its step Jobs), only in a watched
+    /// namespace and only a Job Runway created for this run: anything else
+    /// is NOT_FOUND and left alone.
     pub async fn terminate(&self, req: &proto::TerminateRunRequest) -> Result<Terminated, Error> {
-        if req.run_id.is_empty() {
-            return Err(invalid("run_id", "missing: the Dagster run id"));
-        }
+        check_run_id(&req.run_id)?;
         let name = run_job_name(&req.run_id, req.resume_attempt);
         let ns = self.namespace_of(&req.run_id, &name, &req.namespace)?;
+        self.check_owned(&ns, &name, &req.run_id).await?;
         let mut out = Terminated::default();
         self.delete_job_and_pods(&ns, &name, &mut out).await?;
         if req.include_step_jobs {
@@ -73,14 +75,46 @@ impl<K: JobApi> Launch<K> {
         Ok(out)
     }
 
+    /// Whether `name` in `ns` is a Job Runway created for `run_id`: the
+    /// watch index (which holds Runway's Jobs only) says so, or the Job's
+    /// own labels do.
+    async fn check_owned(&self, ns: &str, name: &str, run_id: &str) -> Result<(), Error> {
+        let not_found = |why: String| Error::NotFound { what: why };
+        if !self.tracker.watches(ns) {
+            return Err(not_found(format!(
+                "no Job of run {run_id} in namespace {ns}: this server does not watch that namespace (it watches {:?})",
+                self.tracker.namespaces()
+            )));
+        }
+        if let Some((key, _)) = self.tracker.read().find_run_job(run_id, name) {
+            if &*key.namespace == ns {
+                return Ok(());
+            }
+        }
+        let Some(job) = self.kube.get_job(ns, name).await? else {
+            return Err(not_found(format!("Job {name} not found in namespace {ns}")));
+        };
+        let labels = job.metadata.labels.unwrap_or_default();
+        let ours = labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str)
+            == Some("runway")
+            && labels.get("dagster/run-id").map(String::as_str) == Some(run_id);
+        if ours {
+            Ok(())
+        } else {
+            Err(not_found(format!(
+                "Job {name} in namespace {ns} was not created by Runway for run {run_id}; it is left alone"
+            )))
+        }
+    }
+
     /// The answer, and the name of the Job it is about.
     pub fn health(
         &self,
         req: &proto::CheckRunWorkerHealthRequest,
     ) -> Result<(String, Health), Error> {
-        if req.run_id.is_empty() {
-            return Err(invalid("run_id", "missing: the Dagster run id"));
-        }
+        check_run_id(&req.run_id)?;
         let celery = match req.launcher_class.as_str() {
             "" => false,
             name => class_of(name, "launcher_class")? == LauncherClass::CeleryK8s,
@@ -123,9 +157,7 @@ impl<K: JobApi> Launch<K> {
         &self,
         req: &proto::GetRunWorkerDebugInfoRequest,
     ) -> Result<String, Error> {
-        if req.run_id.is_empty() {
-            return Err(invalid("run_id", "missing: the Dagster run id"));
-        }
+        check_run_id(&req.run_id)?;
         let name = run_job_name(&req.run_id, req.resume_attempt);
         let lines = if req.log_lines == 0 {
             25
@@ -167,3 +199,24 @@ impl<K: JobApi> Launch<K> {
         Ok(debug::debug_text(&name, job.as_ref(), &blocks))
     }
 }
+
+/// A run id a request may carry: given, and no longer than any Dagster run
+/// id (a UUID) could be, so it is never echoed back at length.
+pub(super) fn check_run_id(run_id: &str) -> Result<(), Error> {
+    if run_id.is_empty() {
+        return Err(invalid("run_id", "missing: the Dagster run id"));
+    }
+    if run_id.len() > MAX_RUN_ID_BYTES {
+        return Err(invalid(
+            "run_id",
+            format!(
+                "{} bytes is not a Dagster run id (a UUID, at most {MAX_RUN_ID_BYTES} bytes here)",
+                run_id.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The longest run id taken (Dagster's are 36-character UUIDs).
+const MAX_RUN_ID_BYTES: usize = 255;

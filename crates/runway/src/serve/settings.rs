@@ -43,6 +43,18 @@ pub struct ServeArgs {
     /// Seconds a pod may stay Unschedulable before its run counts as FAILED.
     #[arg(long, env = "RUNWAY_UNSCHEDULABLE_GRACE_SECS", default_value_t = 120)]
     pub unschedulable_grace_secs: i64,
+    /// WatchRuns streams open at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RUNWAY_MAX_WATCH_STREAMS", default_value_t = 256)]
+    pub max_watch_streams: usize,
+    /// The largest launcher config a request may carry, in bytes.
+    #[arg(long, env = "RUNWAY_MAX_CONFIG_BYTES", default_value_t = 1 << 20)]
+    pub max_config_bytes: usize,
+    /// Bytes of launcher configs the server keeps parsed (oldest dropped first).
+    #[arg(long, env = "RUNWAY_CONFIG_CACHE_BYTES", default_value_t = 32 << 20)]
+    pub config_cache_bytes: usize,
+    /// The largest gRPC request, in bytes (larger ones get RESOURCE_EXHAUSTED).
+    #[arg(long, env = "RUNWAY_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
+    pub max_request_bytes: usize,
     /// Transitions a WatchRuns consumer may fall behind before it is cut off.
     #[arg(long, env = "RUNWAY_WATCH_BUFFER", default_value_t = 4096)]
     pub watch_buffer: usize,

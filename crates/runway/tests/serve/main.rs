@@ -10,6 +10,7 @@
 //! One test binary, one file per concern; `harness` starts what they share.
 
 mod harness;
+mod hostile;
 mod launch;
 mod operations;
 mod otlp;

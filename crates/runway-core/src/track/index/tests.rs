@@ -290,3 +290,24 @@ fn pod_debug_block_matches_dagster_k8s() {
     let text = debug::debug_text("dagster-run-r1", Some(j), &[(pk.clone(), block)]);
     assert!(text.ends_with("\nFor more information about the failure, try running `kubectl describe pod dagster-run-r1-abcde`, `kubectl logs dagster-run-r1-abcde`, or `kubectl describe job dagster-run-r1` in your cluster."));
 }
+
+#[test]
+fn current_states_are_paged_in_key_order() {
+    let mut ix = Index::new(120);
+    let mut out = Vec::new();
+    for name in ["d", "b", "e", "a", "c"] {
+        ix.apply_job(&job(name, "1", json!({"active": 1})), 0, &mut out);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = ix.current_page(after.as_ref(), 2, 0);
+        assert!(page.len() <= 2);
+        seen.extend(page.into_iter().map(|t| t.job_name));
+        match next {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+}
