@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 from dagster_celery_k8s import CeleryK8sRunLauncher
@@ -54,3 +56,12 @@ def test_stubs_are_current(tmp_path):
         with open(fresh) as f, open(os.path.join(gen.STUB_DIR, name)) as g:
             assert f.read() == g.read(), (
                 f"dagster_runway/_proto/{name} is stale: run python/dagster-runway/tools/gen_stubs.py")
+
+
+def test_stubs_load_without_warnings_and_serve_calls():
+    # The same script proves the stubs in every test venv, on that venv's protobuf and grpcio.
+    script = os.path.join(ROOT, "tests", "python", "stub_roundtrip.py")
+    package = os.path.join(ROOT, "python", "dagster-runway")
+    out = subprocess.run([sys.executable, script, package], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith(": ok"), out.stdout
