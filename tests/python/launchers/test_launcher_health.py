@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 
+import dagster
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus
@@ -21,6 +22,7 @@ from launcher_cluster import (
     job_done,
     job_pods,
     read_job,
+    record_calls,
     wait_for,
     without_managed_by,
 )
@@ -28,6 +30,7 @@ from launcher_cluster import (
 
 def test_resume_launches_the_next_attempt_and_health_follows_it(stock, runway, kube):
     results = {}
+    calls = record_calls(runway.run_launcher)
     for name, instance in (("stock", stock), ("runway", runway)):
         run = launch(instance)
         run = mark(instance, run, DagsterEventType.RUN_START)
@@ -39,6 +42,8 @@ def test_resume_launches_the_next_attempt_and_health_follows_it(stock, runway, k
 
     (s, s_job, s_args), (r, r_job, r_args) = results["stock"], results["runway"]
     assert without_managed_by(r_job) == s_job
+    [(method, request)] = [c for c in calls if c[0] == "ResumeRun"]
+    assert (request.run.resume_attempt, request.dagster_version) == (1, dagster.__version__)
     assert r_args[:3] == s_args[:3] == ["dagster", "api", "resume_run"]
     assert deserialize_value(r_args[3]).job_origin == deserialize_value(s_args[3]).job_origin
     assert event_log(runway, r.run_id) == event_log(stock, s.run_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import dagster
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._serdes import deserialize_value, serialize_value
@@ -65,6 +66,8 @@ def test_launch_sends_the_config_body_once_then_the_digest(runway):
     first = launch(runway)
     second = launch(runway)
     assert [m for m, _ in calls] == ["LaunchRun", "LaunchRun"]
+    # The caller's Dagster, whose Job the service renders.
+    assert {req.dagster_version for _, req in calls} == {dagster.__version__}
     sent = [req.launcher for _, req in calls]
     assert {c.launcher_class for c in sent} == {"K8sRunLauncher"}
     assert sent[0].digest == sent[1].digest == dagster_runway.client.sha256_hex(
