@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PY := .venv/bin/python
 
-.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity python-test chart bench fixtures fields image
+.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity python-test chart bench fixtures fields image dist
 
 test: bootstrap fmt clippy rust-test python-test
 
@@ -63,6 +63,10 @@ queue-latency:
 # localhost/runway:<crate version>); ENGINE=docker builds with docker buildx.
 image:
 	@scripts/image.sh
+
+# dagster-runway's wheel and sdist, into dist/.
+dist:
+	@scripts/dist.sh
 
 # Regenerate committed artefacts (never edited by hand).
 fixtures:
