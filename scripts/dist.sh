@@ -13,5 +13,8 @@ if ! "$python" -c 'import build, setuptools' 2>/dev/null; then
 fi
 mkdir -p "$out"
 rm -f "$out"/dagster_runway-*
-"$python" -m build --no-isolation --outdir "$out" python/dagster-runway >/dev/null
+if ! output=$("$python" -m build --no-isolation --outdir "$out" python/dagster-runway 2>&1); then
+    echo "$output" >&2
+    exit 1
+fi
 ls "$out"/dagster_runway-*
