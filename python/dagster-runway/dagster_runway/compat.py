@@ -22,14 +22,19 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Optional
 
+from dagster import _check as check
 from dagster._core.events import EngineEventData
+from dagster._core.launcher import LaunchRunContext, ResumeRunContext
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.tags import DOCKER_IMAGE_TAG
 from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
 from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster._utils.merger import merge_dicts
 from dagster.version import __version__ as DAGSTER_VERSION
-from dagster_k8s.job import get_user_defined_k8s_config
+from dagster_celery_k8s.launcher import (
+    _get_validated_celery_k8s_executor_config as celery_executor_config,
+)
+from dagster_k8s.job import get_job_name_from_run_id, get_user_defined_k8s_config
 from dagster_k8s.version import __version__ as DAGSTER_K8S_VERSION
 
 try:
@@ -40,13 +45,19 @@ except ImportError:  # Dagster 1.1
         DagsterRunStatus,
     )
 
+# The names that are the same in every supported version, reached through here too.
 __all__ = [
     "DAGSTER_K8S_VERSION",
     "DAGSTER_VERSION",
     "DOCKER_IMAGE_TAG",
     "DagsterRun",
     "DagsterRunStatus",
+    "LaunchRunContext",
+    "ResumeRunContext",
     "WorkerStatus",
+    "celery_executor_config",
+    "check",
+    "get_job_name_from_run_id",
     "merge_dicts",
 ]
 

@@ -15,18 +15,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from dagster import _check as check
-from dagster._core.launcher import LaunchRunContext, ResumeRunContext
-from dagster_celery_k8s.launcher import (
-    CeleryK8sRunLauncher,
-    _get_validated_celery_k8s_executor_config,
-)
-from dagster_k8s.job import get_job_name_from_run_id
-from dagster_k8s.launcher import K8sRunLauncher
+from dagster_celery_k8s import CeleryK8sRunLauncher
+from dagster_k8s import K8sRunLauncher
 
 from dagster_runway import compat
 from dagster_runway.client import RunwayClient
-from dagster_runway.compat import DagsterRun
+from dagster_runway.compat import (
+    DagsterRun,
+    LaunchRunContext,
+    ResumeRunContext,
+    celery_executor_config,
+    check,
+    get_job_name_from_run_id,
+)
 from dagster_runway.config import RUNWAY_CONFIG, split_runway_keys
 from dagster_runway.request import bind_args, warn_on_namespace_mismatch, Connection, health_result
 from dagster_runway.watcher import RunWatcher
@@ -275,7 +276,7 @@ class RunwayCeleryK8sRunLauncher(_Runway, CeleryK8sRunLauncher):
         run = compat.context_run(context)
 
         job_name = get_job_name_from_run_id(run.run_id)
-        exc_config = _get_validated_celery_k8s_executor_config(run.run_config)
+        exc_config = celery_executor_config(run.run_config)
         job_image_from_executor_config = exc_config.get("job_image")
 
         origin = check.not_none(compat.code_origin(run))

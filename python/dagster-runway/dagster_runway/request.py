@@ -9,12 +9,10 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
-from dagster import _check as check
-
 from dagster_runway import compat
 from dagster_runway._proto import launcher_pb2 as pb
 from dagster_runway.client import RunwayClient, config_json
-from dagster_runway.compat import DagsterRun, WorkerStatus
+from dagster_runway.compat import DagsterRun, WorkerStatus, check
 from dagster_runway.config import settings_of
 
 logger = logging.getLogger("dagster_runway")
