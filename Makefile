@@ -1,10 +1,11 @@
 # The targets CI runs. `make test` is the one command that sets up and runs everything.
 CARGO ?= cargo
 PY := .venv/bin/python
+PY119 := .venv-1.1.9/bin/python
 
-.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity python-test chart bench fixtures fields image
+.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity python-test python-test-1.1.9 chart bench fixtures fields image dist
 
-test: bootstrap fmt clippy rust-test python-test
+test: bootstrap fmt clippy rust-test python-test python-test-1.1.9
 
 demo:
 	@scripts/demo.sh $(DEMO_ARGS)
@@ -32,6 +33,12 @@ rust-test:
 # and parity of `runway render` with the real dagster-k8s on the generated corpus.
 python-test:
 	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python tests/parity
+
+# dagster-runway on the oldest Dagster it supports (1.1.9, in .venv-1.1.9 on Python 3.10):
+# it loads from dagster.yaml and keeps the stock 0.17.9 launchers' bookkeeping, side by side
+# with them on the dev cluster, with the requests it sends captured.
+python-test-1.1.9:
+	RUNWAY_BIN=target/debug/runway $(PY119) -m pytest -q tests/dagster-1.1.9
 
 parity:
 	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/parity
@@ -63,6 +70,10 @@ queue-latency:
 # localhost/runway:<crate version>); ENGINE=docker builds with docker buildx.
 image:
 	@scripts/image.sh
+
+# dagster-runway's wheel and sdist, into dist/.
+dist:
+	@scripts/dist.sh
 
 # Regenerate committed artefacts (never edited by hand).
 fixtures:

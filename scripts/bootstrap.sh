@@ -66,13 +66,41 @@ if ! listening 5432; then
     as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
 fi
 
-# --- Python venv with the pinned Dagster test peers -------------------------
-stamp=.venv/.runway-requirements
-want=$(cat python/requirements-test.txt python/constraints.txt | sha256sum | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "creating .venv with pinned Dagster packages"
-    python3 -m venv .venv
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -r python/requirements-test.txt -c python/constraints.txt
+# --- Python venvs with the pinned Dagster test peers ------------------------
+# make_venv DIR PYTHON REQUIREMENTS CONSTRAINTS: installs the pins into DIR, only when they
+# changed since it was last done (the stamp holds their digest).
+make_venv() {
+    local dir=$1 python=$2 requirements=$3 constraints=$4
+    local stamp=$dir/.runway-requirements want
+    want=$(cat "$requirements" "$constraints" | sha256sum | cut -d' ' -f1)
+    if [ -x "$dir/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    log "creating $dir with the pinned packages of $requirements ($("$python" --version 2>&1))"
+    "$python" -m venv "$dir"
+    "$dir/bin/pip" install -q --upgrade pip
+    "$dir/bin/pip" install -q -r "$requirements" -c "$constraints"
     echo "$want" > "$stamp"
-fi
+}
+
+# Dagster 1.1.9 runs on Python 3.7 to 3.10: the newest pyenv 3.10 (under `pyenv root`, or
+# $PYENV_ROOT, or ~/.pyenv), else a python3.10 on PATH.
+python310() {
+    local root candidate
+    root=$(pyenv root 2>/dev/null) || root=${PYENV_ROOT:-$HOME/.pyenv}
+    candidate=$(ls -d "$root"/versions/3.10.*/bin/python3.10 2>/dev/null | sort -V | tail -n1)
+    [ -n "$candidate" ] || candidate=$(command -v python3.10 || true)
+    if [ -n "$candidate" ] &&
+        "$candidate" -c 'import sys, venv; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+        echo "$candidate"
+        return
+    fi
+    echo "no Python 3.10 for .venv-1.1.9 (the Dagster 1.1.9 test peers): none under" \
+        "$root/versions and no working python3.10 on PATH; install one with" \
+        "\`pyenv install 3.10\`" >&2
+    return 1
+}
+
+make_venv .venv python3 python/requirements-test.txt python/constraints.txt
+py310=$(python310)
+make_venv .venv-1.1.9 "$py310" python/requirements-1.1.9.txt python/constraints-1.1.9.txt

@@ -223,11 +223,18 @@ class RunwayClient:
         return RunwayError(msg, code, _trailing(err, REASON_KEY))
 
     def launch(
-        self, launcher_class: str, config: str, run: pb.Run, env: Mapping[str, str], resume: bool
+        self,
+        launcher_class: str,
+        config: str,
+        run: pb.Run,
+        env: Mapping[str, str],
+        resume: bool,
+        dagster_version: str = "",
     ) -> pb.LaunchRunResponse:
         """LaunchRun or ResumeRun. The config body goes with the first launch; once the
         service has accepted a digest, the digest alone, and the body again whenever a
-        service (a new replica, a restart) answers UNKNOWN_CONFIG_DIGEST."""
+        service (a new replica, a restart) answers UNKNOWN_CONFIG_DIGEST.
+        `dagster_version` names the caller's Dagster, whose Job the service renders."""
         digest = sha256_hex(config)
         method = "ResumeRun" if resume else "LaunchRun"
         what = f"{method} of run {run.run_id}"
@@ -241,6 +248,7 @@ class RunwayClient:
                     config_json=config if with_body else "",
                 ),
                 env=dict(env),
+                dagster_version=dagster_version,
             )
             try:
                 response = self.call(method, request, what)

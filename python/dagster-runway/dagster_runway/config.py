@@ -4,9 +4,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Enum, EnumValue, Field, Noneable, StringSource, _check as check
+from dagster import Enum, EnumValue, Field, Noneable, StringSource
 
 from dagster_runway.client import Settings
+from dagster_runway.compat import check
 
 RUNWAY_CONFIG = {
     "runway_endpoint": Field(

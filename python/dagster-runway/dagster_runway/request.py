@@ -9,12 +9,10 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
-from dagster import _check as check
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
-
+from dagster_runway import compat
 from dagster_runway._proto import launcher_pb2 as pb
 from dagster_runway.client import RunwayClient, config_json
+from dagster_runway.compat import DagsterRun, WorkerStatus, check
 from dagster_runway.config import settings_of
 
 logger = logging.getLogger("dagster_runway")
@@ -82,15 +80,12 @@ def run_message(
     run: DagsterRun, args: Iterable[str], resume_attempt: int, include_run_config: bool
 ) -> pb.Run:
     """The proto Run: what the stock launchers read off the run to build its Job."""
-    job_origin = check.not_none(run.job_code_origin)
+    job_origin = check.not_none(compat.code_origin(run))
     repository_origin = job_origin.repository_origin
-    location_name = ""
-    if run.remote_job_origin:
-        location_name = run.remote_job_origin.repository_origin.code_location_origin.location_name
     message = pb.Run(
         run_id=run.run_id,
-        job_name=job_origin.job_name,
-        location_name=location_name,
+        job_name=compat.origin_job_name(job_origin),
+        location_name=compat.location_name(run),
         container_context_json=_json_or_empty(
             repository_origin.container_context, "the code location's container_context"
         ),
@@ -106,14 +101,15 @@ def run_message(
     return message
 
 
-def health_result(response: pb.CheckRunWorkerHealthResponse) -> CheckRunHealthResult:
+def health_result(response: pb.CheckRunWorkerHealthResponse):
+    """The service's answer as Dagster's CheckRunHealthResult."""
     status = _STATUS.get(response.status)
     if status is None:
-        return CheckRunHealthResult(
+        return compat.health_result(
             WorkerStatus.UNKNOWN,
             f"runway serve answered an unknown worker status ({response.status})",
         )
-    return CheckRunHealthResult(
+    return compat.health_result(
         status,
         response.message or None,
         transient=True if response.transient else None,
@@ -137,11 +133,16 @@ class Connection:
     def launch(self, run: DagsterRun, args, resume_attempt: int, extra_env_sources=()):
         celery = self.launcher_class == "CeleryK8sRunLauncher"
         message = run_message(run, args, resume_attempt, include_run_config=celery)
-        origin = check.not_none(run.job_code_origin)
+        origin = check.not_none(compat.code_origin(run))
         sources = [self.config, origin.repository_origin.container_context, *extra_env_sources]
         env = _env_values(env_names(sources))
         response = self.client.launch(
-            self.launcher_class, self.config_json, message, env, resume=resume_attempt > 0
+            self.launcher_class,
+            self.config_json,
+            message,
+            env,
+            resume=resume_attempt > 0,
+            dagster_version=compat.DAGSTER_VERSION,
         )
         for name in response.dropped_env_vars:
             logger.debug("runway serve dropped user env var %s (allowlist)", name)

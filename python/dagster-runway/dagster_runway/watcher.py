@@ -87,8 +87,7 @@ class RunWatcher:
     def handle(self, transition: pb.RunTransition) -> bool:
         """Reports the run failed when this transition says its run worker cannot start
         and the run is still STARTING; True when it did."""
-        from dagster._core.events import JobFailureData, RunFailureReason
-        from dagster._core.storage.dagster_run import DagsterRunStatus
+        from dagster_runway.compat import DagsterRunStatus, report_run_failed_to_start
 
         if (
             transition.step_key
@@ -108,9 +107,5 @@ class RunWatcher:
             return False
         message = failure_message(transition)
         logger.info("run %s: %s", run.run_id, message)
-        instance.report_run_failed(
-            run,
-            message,
-            JobFailureData(error=None, failure_reason=RunFailureReason.JOB_INITIALIZATION_FAILURE),
-        )
+        report_run_failed_to_start(instance, run, message)
         return True
