@@ -24,9 +24,11 @@ REASON_KEY = "runway-reason"
 UNKNOWN_CONFIG_DIGEST = "UNKNOWN_CONFIG_DIGEST"
 RETRY_AFTER_KEY = "retry-after-ms"
 
-# Codes worth waiting out: the service is down or restarting (UNAVAILABLE), or its
-# Kubernetes rate limiter asked for patience (RESOURCE_EXHAUSTED, with a hint).
-_RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+# Failures worth waiting out: the service is down or restarting (UNAVAILABLE), or its
+# Kubernetes rate limiter asked for patience (RESOURCE_EXHAUSTED *with* a retry-after-ms
+# hint). Any other RESOURCE_EXHAUSTED (a message over a size limit, a full stream table)
+# is an answer, not a transport failure, and is reported at once.
+_RETRIED = (grpc.StatusCode.UNAVAILABLE,)
 
 _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 2.0
@@ -198,9 +200,10 @@ class RunwayClient:
             except grpc.RpcError as err:
                 code = err.code() if hasattr(err, "code") else None
                 remaining = deadline - time.monotonic()
-                if code in _RETRIED and remaining > 0:
+                hint = _trailing(err, RETRY_AFTER_KEY)
+                throttled = code == grpc.StatusCode.RESOURCE_EXHAUSTED and bool(hint)
+                if (code in _RETRIED or throttled) and remaining > 0:
                     wait = random.uniform(0, backoff)
-                    hint = _trailing(err, RETRY_AFTER_KEY)
                     if hint and hint.isdigit():
                         wait = max(wait, int(hint) / 1000.0)
                     self._sleep(min(wait, remaining))
@@ -213,7 +216,7 @@ class RunwayClient:
         details = err.details() if hasattr(err, "details") else str(err)
         name = code.name if code is not None else "UNKNOWN"
         msg = f"runway serve at {self.target}: {what} failed: {name}: {details}"
-        if code in _RETRIED and attempts > 1:
+        if attempts > 1:
             msg += (
                 f" (gave up after {attempts} attempts over {self.settings.retry_seconds:g} s;"
                 " runway_retry_seconds sets how long to wait for the service)"
@@ -305,10 +308,18 @@ class RunwayClient:
     def terminate(
         self, run_id: str, resume_attempt: int, namespace: str, include_step_jobs: bool
     ) -> pb.TerminateRunResponse:
+        """TerminateRun. A run with nothing of Runway's left to delete (the service
+        answers NOT_FOUND) is `terminated=False`, as the stock launcher reports a Job that
+        is gone."""
         request = pb.TerminateRunRequest(
             run_id=run_id,
             resume_attempt=resume_attempt,
             namespace=namespace,
             include_step_jobs=include_step_jobs,
         )
-        return self.call("TerminateRun", request, f"TerminateRun of run {run_id}")
+        try:
+            return self.call("TerminateRun", request, f"TerminateRun of run {run_id}")
+        except RunwayError as e:
+            if e.code == grpc.StatusCode.NOT_FOUND:
+                return pb.TerminateRunResponse(terminated=False)
+            raise
