@@ -151,18 +151,16 @@ impl Cluster {
             .collect()
     }
 
-    /// A random RFC 4122 version 4 UID.
+    /// A random RFC 4122 version 4 UID, from the cluster's seeded generator
+    /// so that a seed gives the same UIDs every run.
     pub fn new_uid(&self) -> String {
-        let a = self.next_random();
-        let b = self.next_random();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            0x8000 | ((b >> 48) & 0x3fff),
-            b & 0xffff_ffff_ffff
-        )
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_random().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next_random().to_be_bytes());
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .to_string()
     }
 
     fn next_random(&self) -> u64 {
@@ -865,6 +863,23 @@ pub fn with_type_meta(kind: Kind, obj: &Value) -> Value {
 #[cfg(test)]
 mod typed_tests {
     use super::*;
+
+    #[test]
+    fn uids_are_version_4_and_follow_the_seed() {
+        let uids = |seed| {
+            let c = Cluster::new(StoreConfig::default(), Clock::virtual_at(0), seed);
+            (0..3).map(|_| c.new_uid()).collect::<Vec<_>>()
+        };
+        let a = uids(42);
+        assert_eq!(a, uids(42));
+        assert_ne!(a, uids(44));
+        for uid in &a {
+            let parsed = uuid::Uuid::parse_str(uid).unwrap();
+            assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(parsed.hyphenated().to_string(), *uid);
+        }
+    }
 
     #[test]
     fn typed_serializes_exactly_like_with_type_meta() {

@@ -1,7 +1,8 @@
 //! The PATCH content types of the Kubernetes API, applied to wire JSON.
 //!
-//! * `application/merge-patch+json`: RFC 7386 JSON merge patch.
-//! * `application/json-patch+json`: RFC 6902 JSON patch.
+//! * `application/merge-patch+json`: RFC 7386 JSON merge patch, and
+//!   `application/json-patch+json`: RFC 6902 JSON patch, both through the
+//!   `json-patch` crate, with the real server's errors around them.
 //! * `application/strategic-merge-patch+json`: the Kubernetes strategic merge
 //!   patch, without a schema: the merge key of a list is chosen by the list's
 //!   field name alone (see [`list_strategy`]), which covers the kinds the dev
@@ -95,19 +96,7 @@ impl PatchType {
 /// merge patch.
 pub fn apply_patch(target: &Value, patch_body: &[u8], ty: PatchType) -> Result<Value, ApiError> {
     match ty {
-        PatchType::Merge => {
-            let patch: Value = serde_json::from_slice(patch_body)
-                .map_err(|e| ApiError::bad_request(format!("Invalid JSON Patch: {e}")))?;
-            if !patch.is_object() {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid JSON Patch: a merge patch must be a JSON object, got {}",
-                    go_type(&patch)
-                )));
-            }
-            let mut out = target.clone();
-            merge_patch(&mut out, &patch);
-            Ok(out)
-        }
+        PatchType::Merge => merge_patch(target, patch_body),
         PatchType::Json => json_patch(target, patch_body),
         PatchType::StrategicMerge => {
             let patch: Value = serde_json::from_slice(patch_body)
@@ -144,8 +133,8 @@ fn go_type(v: &Value) -> &'static str {
     }
 }
 
-/// JSON equality with numbers compared by value (`1` equals `1.0`), as RFC
-/// 6902 `test` and merge-key matching need.
+/// JSON equality with numbers compared by value (`1` equals `1.0`), as
+/// merge-key matching and set lists need.
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
@@ -170,31 +159,22 @@ fn json_eq(a: &Value, b: &Value) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// RFC 7386 JSON merge patch
+// RFC 7386 JSON merge patch and RFC 6902 JSON patch, through `json-patch`
 
-/// Merges `patch` into `target` in place (RFC 7386 `MergePatch`): `null`
-/// deletes a key, objects merge recursively, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
+/// Applies a merge patch body: an object merged in, `null` deleting a key.
+fn merge_patch(target: &Value, body: &[u8]) -> Result<Value, ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON Patch: {e}")))?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "Invalid JSON Patch: a merge patch must be a JSON object, got {}",
+            go_type(&patch)
+        )));
     }
-    if let Value::Object(t) = target {
-        for (k, v) in patch {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
+    let mut out = target.clone();
+    json_patch::merge(&mut out, &patch);
+    Ok(out)
 }
-
-// ---------------------------------------------------------------------------
-// RFC 6902 JSON patch
 
 /// Applies a JSON patch body.
 ///
@@ -203,10 +183,11 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// sends a dict body as json-patch by mistake; the real server answers
 /// `json: cannot unmarshal object into Go value of type jsonpatch.Patch`).
 /// An operation that does not apply (a missing path, an index out of range, a
-/// failed `test`, an unknown `op`) is 422 Invalid: the real server uses the
-/// generic 422 message "the server rejected our request due to an error in
-/// our request" and drops the cause; here the cause, naming the operation's
-/// index, op and path, is appended to it.
+/// failed `test`, an unknown `op`) is 422 Invalid: the real server decodes
+/// each operation only when it applies it, uses the generic 422 message "the
+/// server rejected our request due to an error in our request" and drops the
+/// cause; here the cause, naming the operation's index, op and path, is
+/// appended to it.
 fn json_patch(target: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let patch: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -241,10 +222,18 @@ fn json_patch(target: &Value, body: &[u8]) -> Result<Value, ApiError> {
         });
     }
     let mut doc = target.clone();
-    for (i, op) in ops.iter().enumerate() {
+    for (i, op) in ops.into_iter().enumerate() {
+        let name = op
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         apply_op(&mut doc, op).map_err(|cause| {
-            let name = op.get("op").and_then(Value::as_str).unwrap_or("unknown");
-            let path = op.get("path").and_then(Value::as_str).unwrap_or("");
             unprocessable(format!(
                 "json patch operation {i} ({name} {path:?}) does not apply: {cause}"
             ))
@@ -264,226 +253,12 @@ fn unprocessable(cause: String) -> ApiError {
     }
 }
 
-/// One JSON patch operation; the error is the cause, without the op's name.
-fn apply_op(doc: &mut Value, op: &Value) -> Result<(), String> {
-    let kind = match op.get("op") {
-        Some(Value::String(s)) => s.as_str(),
-        None | Some(Value::Null) => return Err("Unexpected kind: unknown".to_owned()),
-        Some(other) => return Err(format!("op must be a string, got {other}")),
-    };
-    let path = match op.get("path") {
-        Some(Value::String(s)) => parse_pointer(s)?,
-        Some(other) if !other.is_null() => {
-            return Err(format!("path must be a string, got {other}"))
-        }
-        _ => {
-            return Err(match kind {
-                "add" | "remove" | "replace" | "move" | "copy" | "test" => {
-                    "operation missing path field".to_owned()
-                }
-                other => format!("Unexpected kind: {other}"),
-            })
-        }
-    };
-    let value = || {
-        op.get("value")
-            .ok_or_else(|| "missing value field".to_owned())
-    };
-    let from = || match op.get("from") {
-        Some(Value::String(s)) => parse_pointer(s),
-        _ => Err("operation missing from field".to_owned()),
-    };
-    match kind {
-        "add" => pointer_add(doc, &path, value()?.clone()),
-        "remove" => pointer_remove(doc, &path).map(drop),
-        "replace" => pointer_replace(doc, &path, value()?.clone()),
-        "move" => {
-            let from = from()?;
-            if from == path {
-                return Ok(());
-            }
-            if path.len() > from.len() && path[..from.len()] == from[..] {
-                return Err("cannot move a value into one of its children".to_owned());
-            }
-            let moved = pointer_remove(doc, &from)?;
-            pointer_add(doc, &path, moved)
-        }
-        "copy" => {
-            let copied = pointer_get(doc, &from()?)?.clone();
-            pointer_add(doc, &path, copied)
-        }
-        "test" => {
-            let expected = value()?;
-            let actual = pointer_get(doc, &path)?;
-            if json_eq(actual, expected) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "test failed: the value is {actual}, not {expected}"
-                ))
-            }
-        }
-        other => Err(format!("Unexpected kind: {other}")),
-    }
-}
-
-/// Splits an RFC 6901 JSON pointer into unescaped reference tokens.
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(format!(
-            "invalid JSON pointer {pointer:?}: it must start with '/'"
-        ));
-    };
-    rest.split('/')
-        .map(|token| {
-            let mut out = String::with_capacity(token.len());
-            let mut chars = token.chars();
-            while let Some(c) = chars.next() {
-                if c != '~' {
-                    out.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('0') => out.push('~'),
-                    Some('1') => out.push('/'),
-                    _ => {
-                        return Err(format!(
-                            "invalid JSON pointer {pointer:?}: '~' must be followed by '0' or '1'"
-                        ))
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .collect()
-}
-
-/// Renders reference tokens back as a JSON pointer, for messages.
-fn render_pointer(tokens: &[String]) -> String {
-    tokens
-        .iter()
-        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
-        .collect()
-}
-
-/// An array index token: decimal digits without leading zeros.
-fn array_index(token: &str) -> Result<usize, String> {
-    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (token.len() > 1 && token.starts_with('0')) {
-        return Err(format!("invalid array index {token:?}"));
-    }
-    token
-        .parse()
-        .map_err(|_| format!("invalid array index {token:?}"))
-}
-
-fn pointer_get<'a>(doc: &'a Value, tokens: &[String]) -> Result<&'a Value, String> {
-    let mut cur = doc;
-    for (depth, token) in tokens.iter().enumerate() {
-        let next = match cur {
-            Value::Object(m) => m.get(token),
-            Value::Array(a) => array_index(token).ok().and_then(|i| a.get(i)),
-            _ => None,
-        };
-        cur = next.ok_or_else(|| {
-            format!(
-                "doc is missing path: {:?}",
-                render_pointer(&tokens[..=depth])
-            )
-        })?;
-    }
-    Ok(cur)
-}
-
-fn pointer_get_mut<'a>(doc: &'a mut Value, tokens: &[String]) -> Result<&'a mut Value, String> {
-    let mut cur = doc;
-    for (depth, token) in tokens.iter().enumerate() {
-        let next = match cur {
-            Value::Object(m) => m.get_mut(token),
-            Value::Array(a) => match array_index(token) {
-                Ok(i) => a.get_mut(i),
-                Err(_) => None,
-            },
-            _ => None,
-        };
-        cur = next.ok_or_else(|| {
-            format!(
-                "doc is missing path: {:?}",
-                render_pointer(&tokens[..=depth])
-            )
-        })?;
-    }
-    Ok(cur)
-}
-
-/// The container of the value `tokens` points at, and the last token.
-fn pointer_parent<'a, 'b>(
-    doc: &'a mut Value,
-    tokens: &'b [String],
-) -> Result<(&'a mut Value, &'b str), String> {
-    match tokens.split_last() {
-        Some((last, parent)) => Ok((pointer_get_mut(doc, parent)?, last.as_str())),
-        None => Err("the document root has no parent".to_owned()),
-    }
-}
-
-fn pointer_add(doc: &mut Value, tokens: &[String], value: Value) -> Result<(), String> {
-    if tokens.is_empty() {
-        *doc = value;
-        return Ok(());
-    }
-    let (parent, last) = pointer_parent(doc, tokens)?;
-    match parent {
-        Value::Object(m) => {
-            m.insert(last.to_owned(), value);
-            Ok(())
-        }
-        Value::Array(a) => {
-            let i = if last == "-" {
-                a.len()
-            } else {
-                array_index(last)?
-            };
-            if i > a.len() {
-                return Err(format!(
-                    "index {i} is out of bounds of an array of length {}",
-                    a.len()
-                ));
-            }
-            a.insert(i, value);
-            Ok(())
-        }
-        other => Err(format!(
-            "cannot add a member to a {} at {:?}",
-            go_type(other),
-            render_pointer(&tokens[..tokens.len() - 1])
-        )),
-    }
-}
-
-fn pointer_remove(doc: &mut Value, tokens: &[String]) -> Result<Value, String> {
-    let (parent, last) = pointer_parent(doc, tokens)?;
-    let missing = || format!("doc is missing path: {:?}", render_pointer(tokens));
-    match parent {
-        Value::Object(m) => m.remove(last).ok_or_else(missing),
-        Value::Array(a) => {
-            let i = array_index(last)?;
-            if i < a.len() {
-                Ok(a.remove(i))
-            } else {
-                Err(missing())
-            }
-        }
-        _ => Err(missing()),
-    }
-}
-
-fn pointer_replace(doc: &mut Value, tokens: &[String], value: Value) -> Result<(), String> {
-    *pointer_get_mut(doc, tokens)? = value;
-    Ok(())
+/// One JSON patch operation, decoded as it is applied; the error is the cause.
+fn apply_op(doc: &mut Value, op: Value) -> Result<(), String> {
+    let op: json_patch::PatchOperation = serde_json::from_value(op).map_err(|e| e.to_string())?;
+    // A failed patch discards the whole document, so the undo log `patch`
+    // keeps for a partial failure would be wasted work.
+    json_patch::patch_unsafe(doc, std::slice::from_ref(&op)).map_err(|e| e.kind.to_string())
 }
 
 // ---------------------------------------------------------------------------
