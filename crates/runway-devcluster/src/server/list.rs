@@ -134,9 +134,7 @@ fn start_point(
                 .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {r:?}")))?;
             let current = shared.cluster.revision();
             if n > current {
-                return Err(ApiError::timeout(format!(
-                    "Too large resource version: {n}, current: {current}"
-                )));
+                return Err(ApiError::too_large_resource_version(n, current));
             }
             Ok((exact.then_some(n), None))
         }

@@ -110,19 +110,23 @@ pub(super) fn watch(
     let req = WatchRequest::parse(shared, kind, namespace, q)?;
     // Read the starting state and subscribe under one lock so the stream has
     // neither gaps nor duplicates.
-    let (rx, initial, last_rev) = {
+    let (rx, initial, current) = {
         let store = shared.cluster.lock();
         let rx = shared.cluster.subscribe();
         (rx, initial_events(&store, &req), store.revision())
     };
+    // A plain watch from a revision the cluster has not reached yet waits
+    // for it, as the real server's does: only changes after it are sent.
+    let last_rev = current.max(req.from_rev.unwrap_or(0));
     let (resp, tx) = stream_response("application/json", 256);
     match initial {
         Ok(initial) => {
             tokio::spawn(stream(shared.clone(), req, rx, initial, last_rev, tx));
         }
         Err(err) => {
-            // An expired version is a 200 with one ERROR event, as the real
-            // server's watch does; kube-rs and the Python client relist on it.
+            // An expired or too large version is a 200 with one ERROR event,
+            // as the real server's watch does; kube-rs and the Python client
+            // relist on 410.
             let line = event_line("ERROR", &err.to_status());
             tokio::spawn(async move {
                 let _ = tx.send(line).await;
@@ -134,7 +138,13 @@ pub(super) fn watch(
 
 /// The changes after the requested revision, or the current objects as ADDED.
 fn initial_events(store: &Store, req: &WatchRequest) -> Result<Initial, ApiError> {
+    let current = store.revision();
     match req.from_rev {
+        // Initial events must be at least as new as the revision asked for:
+        // the real server gives up waiting for it with this error.
+        Some(n) if req.send_initial && n > current => {
+            Err(ApiError::too_large_resource_version(n, current))
+        }
         Some(n) if !req.send_initial => store.events_after(n).map(|events| {
             events
                 .iter()
@@ -195,8 +205,9 @@ async fn stream(
             _ = epoch.changed() => return,
             () = tx.closed() => return,
             _ = ticker.tick(), if req.bookmarks => {
-                let rev = last_rev.max(shared.cluster.revision());
-                if tx.send(bookmark(req.kind, rev, false)).await.is_err() {
+                // No bookmark before the revision the watch starts after.
+                let rev = shared.cluster.revision();
+                if rev >= last_rev && tx.send(bookmark(req.kind, rev, false)).await.is_err() {
                     return;
                 }
             }

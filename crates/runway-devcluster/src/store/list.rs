@@ -19,10 +19,7 @@ impl Store {
     ) -> Result<ListPage, ApiError> {
         let at = q.at.unwrap_or(self.rev);
         if at > self.rev {
-            return Err(ApiError::timeout(format!(
-                "Too large resource version: {at}, current: {}",
-                self.rev
-            )));
+            return Err(ApiError::too_large_resource_version(at, self.rev));
         }
         let lo = Key {
             kind: q.kind as u8,

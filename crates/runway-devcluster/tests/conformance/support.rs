@@ -19,6 +19,8 @@ pub struct Target {
     pub client: Client,
     pub ns: String,
     pub dev: Option<DevCluster>,
+    /// The kubeconfig YAML the client was made from.
+    pub kubeconfig: String,
 }
 
 pub fn test_config() -> DevClusterConfig {
@@ -29,22 +31,26 @@ pub fn test_config() -> DevClusterConfig {
 }
 
 pub async fn client_for(yaml: &str) -> Client {
+    Client::try_from(config_for(yaml).await).unwrap()
+}
+
+async fn config_for(yaml: &str) -> Config {
     let kubeconfig = Kubeconfig::from_yaml(yaml).unwrap();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+        .unwrap()
 }
 
 pub async fn dev_target(config: DevClusterConfig, ns: &str) -> Target {
     let dev = DevCluster::start("127.0.0.1:0".parse().unwrap(), config)
         .await
         .unwrap();
-    let client = client_for(&dev.kubeconfig()).await;
+    let kubeconfig = dev.kubeconfig();
     let t = Target {
-        client,
+        client: client_for(&kubeconfig).await,
         ns: ns.to_owned(),
         dev: Some(dev),
+        kubeconfig,
     };
     create_namespace(&t).await;
     t
@@ -60,6 +66,7 @@ pub async fn target(ns: &str) -> Target {
                 client: client_for(&yaml).await,
                 ns: unique,
                 dev: None,
+                kubeconfig: yaml,
             };
             create_namespace(&t).await;
             t
@@ -86,6 +93,14 @@ async fn create_namespace(t: &Target) {
 }
 
 impl Target {
+    /// A client that does not retry 429, 503 and 504 answers (kube-rs's
+    /// default does, for minutes), for scenarios that assert on them.
+    pub async fn client_without_retries(&self) -> Client {
+        let mut config = config_for(&self.kubeconfig).await;
+        config.default_retry = false;
+        Client::try_from(config).unwrap()
+    }
+
     pub async fn finish(self) {
         let nss: Api<Namespace> = Api::all(self.client.clone());
         let _ = nss.delete(&self.ns, &DeleteParams::default()).await;

@@ -1,12 +1,14 @@
-//! Watches through kube-rs: streaming lists, and a reflector that recovers
-//! from dropped watches and 410 Gone.
+//! Watches through kube-rs: streaming lists, a reflector that recovers from
+//! dropped watches and 410 Gone, and reads from a resourceVersion the
+//! cluster has not reached.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, VersionMatch, WatchParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
+use serde_json::Value;
 
 use crate::support::{dev_target, seed_job, target, test_config, WAIT};
 
@@ -78,7 +80,7 @@ async fn reflector_recovers_from_dropped_watches_and_410() {
     }
     dev.cluster().compact();
     let mut raw = jobs
-        .watch(&kube::api::WatchParams::default(), "1")
+        .watch(&WatchParams::default(), "1")
         .await
         .unwrap()
         .boxed();
@@ -133,4 +135,85 @@ async fn reflector_recovers_from_dropped_watches_and_410() {
     }
     task.abort();
     t.finish().await;
+}
+
+/// A read from a resourceVersion the cluster has not reached is answered
+/// as kube-apiserver answers it: a list with 504 Timeout ("Too large
+/// resource version", cause ResourceVersionTooLarge, retry after 1 s); a
+/// watch asking for initial events with 200 and one ERROR event carrying
+/// that Status; a plain watch by waiting for that revision, sending only
+/// later changes.
+#[tokio::test]
+async fn too_large_resource_versions_are_answered_as_the_api_server_does() {
+    let t = target("conf-too-large").await;
+    let client = t.client_without_retries().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &t.ns);
+    let current: u64 = jobs
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+        .parse()
+        .unwrap();
+    let future = (current + 1_000_000).to_string();
+    let mut matches = vec![VersionMatch::NotOlderThan];
+    if t.dev.is_some() {
+        // A real server serves Exact lists from etcd or its cache depending
+        // on its version and feature gates; only the dev cluster is pinned.
+        matches.push(VersionMatch::Exact);
+    }
+    for version_match in matches {
+        let lp = ListParams::default().at(&future).matching(version_match);
+        let err = tokio::time::timeout(WAIT, jobs.list(&lp))
+            .await
+            .unwrap()
+            .unwrap_err();
+        let kube::Error::Api(status) = &err else {
+            panic!("{err:?}")
+        };
+        assert_too_large(status, &future);
+    }
+
+    let path = format!(
+        "/apis/batch/v1/namespaces/{}/jobs?watch=true&resourceVersion={future}\
+         &sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true\
+         &timeoutSeconds=10",
+        t.ns
+    );
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let text = tokio::time::timeout(WAIT, client.request_text(request))
+        .await
+        .unwrap()
+        .unwrap();
+    let event: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ERROR", "{text}");
+    let status: kube::core::Status = serde_json::from_value(event["object"].clone()).unwrap();
+    assert_too_large(&status, &future);
+
+    let plain = WatchParams::default().timeout(2);
+    let stream = jobs.watch(&plain, &future).await.unwrap();
+    jobs.create(&PostParams::default(), &seed_job("before-it", "sleep 30"))
+        .await
+        .unwrap();
+    let events: Vec<_> = tokio::time::timeout(WAIT, stream.collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    t.finish().await;
+}
+
+fn assert_too_large(status: &kube::core::Status, requested: &str) {
+    assert_eq!((status.code, status.reason.as_str()), (504, "Timeout"));
+    assert!(
+        status.message.starts_with(&format!(
+            "Timeout: Too large resource version: {requested}, current: "
+        )),
+        "{}",
+        status.message
+    );
+    let details = status.details.as_ref().unwrap();
+    assert_eq!(details.causes[0].reason, "ResourceVersionTooLarge");
+    assert_eq!(details.retry_after_seconds, 1);
 }
