@@ -8,10 +8,12 @@ against that cluster instead (a real one), in namespaces of their own.
 from __future__ import annotations
 
 import copy
+import filecmp
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 
@@ -24,6 +26,7 @@ from devcluster import dev_cluster
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNWAY_BIN = os.environ.get("RUNWAY_BIN", os.path.join(ROOT, "target", "debug", "runway"))
 SEED_JOB = os.path.join(ROOT, "tests", "fixtures", "jobs", "seed_k8s_run.json")
+OPENAPI_DIR = os.path.join(ROOT, "crates", "runway-devcluster", "openapi")
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +260,15 @@ def test_tls_and_token_with_python_client_and_kubectl(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_openapi_documents_are_current(tmp_path):
+    """The committed OpenAPI documents are what tools/gen_openapi.py writes."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_openapi.py"), "--out",
+                    str(tmp_path)], check=True, capture_output=True, timeout=120)
+    generated = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json"))
+    assert generated == ["v3.json", os.path.join("v3", "api", "v1.json"),
+                         os.path.join("v3", "apis", "batch", "v1.json")], generated
+    for rel in generated:
+        assert filecmp.cmp(tmp_path / rel, os.path.join(OPENAPI_DIR, rel), shallow=False), (
+            f"{rel} is stale: run .venv/bin/python tools/gen_openapi.py")

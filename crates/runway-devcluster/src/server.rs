@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use super::api::Cluster;
 use super::faults::{FaultSettings, Faults};
-use super::http::{error_response, json_response, text_response, Query, Resp};
+use super::http::{error_response, json_bytes_response, json_response, text_response, Query, Resp};
 use super::logs::LogStore;
 use super::status::ApiError;
 
@@ -159,7 +159,10 @@ async fn handle_inner(shared: &Arc<Shared>, req: Request<Incoming>) -> Result<Re
         Route::ApiGroups => json_response(200, &discovery::api_groups()),
         Route::CoreResources => json_response(200, &discovery::core_resources()),
         Route::BatchResources => json_response(200, &discovery::batch_resources()),
-        Route::OpenApi => return Err(ApiError::no_route()),
+        Route::OpenApi { path } => {
+            let doc = crate::openapi::document(&path).ok_or_else(ApiError::no_route)?;
+            json_bytes_response(200, doc)
+        }
         Route::Faults => faults_endpoint(shared, &req.method, &req.body)?,
         Route::Collection { kind, namespace } => {
             items::collection(shared, &req, kind, namespace.as_deref()).await?

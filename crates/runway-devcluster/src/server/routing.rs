@@ -11,7 +11,12 @@ pub(super) enum Route {
     ApiGroups,
     CoreResources,
     BatchResources,
-    OpenApi,
+    /// `/openapi/v3` (an empty path) or `/openapi/v3/{path}`. `/openapi/v2`
+    /// is not served: kubectl asks it for protobuf only, and needs it only
+    /// when the v3 documents do not declare `fieldValidation`.
+    OpenApi {
+        path: String,
+    },
     Faults,
     Collection {
         kind: Kind,
@@ -68,7 +73,9 @@ pub(super) fn route(path: &str) -> Option<Route> {
         ["api", "v1"] => Some(Route::CoreResources),
         ["apis", "batch"] => Some(Route::ApiGroups),
         ["apis", "batch", "v1"] => Some(Route::BatchResources),
-        ["openapi", "v2"] | ["openapi", "v3", ..] => Some(Route::OpenApi),
+        ["openapi", "v3", rest @ ..] => Some(Route::OpenApi {
+            path: rest.join("/"),
+        }),
         ["runway", "v1", "faults"] => Some(Route::Faults),
         ["api", "v1", "namespaces"] => Some(Route::Collection {
             kind: Kind::Namespace,

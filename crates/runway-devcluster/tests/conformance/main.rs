@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod cluster;
+mod discovery;
 mod jobs;
 mod support;
 mod watch;
