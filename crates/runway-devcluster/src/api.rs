@@ -28,7 +28,7 @@ mod write;
 
 pub use delete::{DeleteOptions, Deleted, Propagation};
 pub use typed::{with_type_meta, Typed};
-pub use write::PatchRequest;
+pub use write::{PatchRequest, Patched};
 
 /// Capacity of the watch fan-out. A watcher that falls this far behind is
 /// disconnected (it re-watches from its last revision), as the real API

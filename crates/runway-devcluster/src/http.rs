@@ -65,6 +65,17 @@ pub fn json_bytes_response(code: u16, json: Bytes) -> Resp {
     resp
 }
 
+/// Adds one `Warning: 299 - "text"` header per warning, quoted as the real
+/// API server quotes them (RFC 7234 quoted-string).
+pub fn add_warnings(resp: &mut Resp, warnings: &[String]) {
+    for text in warnings {
+        let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+}
+
 /// A plain-text response.
 pub fn text_response(code: u16, text: impl Into<Bytes>) -> Resp {
     let mut resp = Response::new(Body::Full(Some(text.into())));

@@ -6,13 +6,15 @@
 //! templates), and on update the immutable parts. Pure: no I/O, no clock.
 //!
 //! Layout: `meta` (metadata rules and the causes of a 422), `job` and `pod`
-//! (defaults, validation and update rules per kind); ConfigMaps, Secrets,
-//! Events, Namespaces and ServiceAccounts need only a few lines, here.
+//! (defaults, validation and update rules per kind), `fields` (unknown
+//! fields and `fieldValidation`); ConfigMaps, Secrets, Events, Namespaces
+//! and ServiceAccounts need only a few lines, here.
 
 use serde_json::{json, Map, Value};
 
 use super::status::{ApiError, Resource};
 
+pub mod fields;
 mod job;
 mod meta;
 mod pod;

@@ -1,7 +1,8 @@
 //! Writes: create (server-set fields, the namespace and service account
 //! checks, a namespace's default service account), update (with its
-//! resourceVersion precondition) and patch, of objects and of their status
-//! subresource.
+//! resourceVersion precondition) and patch (unknown fields handled as
+//! `fieldValidation` says; server-side apply creating what does not exist
+//! yet), of objects and of their status subresource.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use super::{ns_name, Cluster};
 use crate::patch::{apply_patch, PatchType};
 use crate::status::ApiError;
 use crate::store::{object_rev, Obj, Store};
+use crate::validate::fields::{self, FieldValidation};
 use crate::validate::{prepare_create, prepare_update, Kind};
 
 /// A PATCH request, as the API server takes it.
@@ -22,6 +24,18 @@ pub struct PatchRequest<'a> {
     pub status_only: bool,
     /// `dryRun=All`: everything but the commit.
     pub dry_run: bool,
+    /// What to do with fields the schema does not declare.
+    pub fields: FieldValidation,
+}
+
+/// What a PATCH did.
+#[derive(Debug, Clone)]
+pub struct Patched {
+    pub object: Obj,
+    /// Server-side apply created the object (201 rather than 200).
+    pub created: bool,
+    /// `Warning` texts: the unknown fields dropped under `Warn`.
+    pub warnings: Vec<String>,
 }
 
 impl Cluster {
@@ -116,20 +130,26 @@ impl Cluster {
         self.write(&mut store, kind, new, None)
     }
 
-    /// PATCH of the object or of its status subresource.
+    /// PATCH of the object or of its status subresource. Server-side apply
+    /// of an object that does not exist creates it, as on a real server.
     pub fn patch(
         &self,
         kind: Kind,
         namespace: &str,
         name: &str,
         req: &PatchRequest<'_>,
-    ) -> Result<Obj, ApiError> {
+    ) -> Result<Patched, ApiError> {
         let mut store = self.lock();
-        let old = store
-            .get(kind, namespace, name)
-            .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
+        let Some(old) = store.get(kind, namespace, name) else {
+            drop(store);
+            if req.ty == PatchType::Apply && !req.status_only {
+                return self.create_by_apply(kind, namespace, name, req);
+            }
+            return Err(ApiError::not_found(kind.resource(), name));
+        };
         let mut new = apply_patch(&old, req.body, req.ty)?;
         check_name(kind, &new, namespace, name)?;
+        let warnings = check_fields(kind, namespace, name, &mut new, req)?;
         let expect = match (
             new["metadata"]["resourceVersion"].as_str(),
             old["metadata"]["resourceVersion"].as_str(),
@@ -141,10 +161,43 @@ impl Cluster {
             return Err(ApiError::conflict(kind.resource(), name));
         }
         prepare_update(kind, &old, &mut new, req.status_only)?;
-        if req.dry_run {
-            return Ok(Arc::new(new));
+        let object = if req.dry_run {
+            Arc::new(new)
+        } else {
+            self.write(&mut store, kind, new, None)?
+        };
+        Ok(Patched {
+            object,
+            created: false,
+            warnings,
+        })
+    }
+
+    /// The applied configuration becomes the object, named by the URL when
+    /// it names nothing itself.
+    fn create_by_apply(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        req: &PatchRequest<'_>,
+    ) -> Result<Patched, ApiError> {
+        let mut obj = apply_patch(&json!({}), req.body, PatchType::Apply)?;
+        check_name(kind, &obj, namespace, name)?;
+        let warnings = check_fields(kind, namespace, name, &mut obj, req)?;
+        if let Some(meta) = obj
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+        {
+            meta.insert("name".into(), json!(name));
         }
-        self.write(&mut store, kind, new, None)
+        let object = self.create(kind, namespace, obj, req.dry_run)?;
+        Ok(Patched {
+            object,
+            created: true,
+            warnings,
+        })
     }
 
     /// Commits an update, finishing a deletion once the last finalizer is gone.
@@ -218,4 +271,27 @@ fn check_name(kind: Kind, obj: &Value, namespace: &str, name: &str) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// Unknown fields of a patched object: as `fieldValidation` says, or, for
+/// server-side apply, always refused as structured-merge-diff refuses them.
+fn check_fields(
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    obj: &mut Value,
+    req: &PatchRequest<'_>,
+) -> Result<Vec<String>, ApiError> {
+    let directive = if req.ty == PatchType::Apply {
+        FieldValidation::Strict
+    } else {
+        req.fields
+    };
+    fields::check(kind, obj, directive).map_err(|unknown| {
+        if req.ty == PatchType::Apply {
+            unknown.apply_error(kind, namespace, name)
+        } else {
+            ApiError::bad_request(unknown.decoding_error())
+        }
+    })
 }

@@ -1,5 +1,6 @@
 //! Create, get, update, patch and delete: the verbs on a collection path
-//! (list and watch aside) and on an item path.
+//! (list and watch aside) and on an item path. Writes handle unknown fields
+//! as `fieldValidation` says, with a `Warning` header per dropped field.
 
 use std::sync::Arc;
 
@@ -8,9 +9,10 @@ use hyper::Method;
 use super::routing::{Sub, Target};
 use super::{commit_then_fail, list, logs, parse_body, watch, ApiRequest, Shared};
 use crate::api::{with_type_meta, DeleteOptions, PatchRequest, Propagation};
-use crate::http::{json_response, Query, Resp};
+use crate::http::{add_warnings, json_response, Query, Resp};
 use crate::patch::PatchType;
-use crate::status::ApiError;
+use crate::status::{ApiError, Cause, Resource};
+use crate::validate::fields::{self, FieldValidation};
 use crate::validate::Kind;
 
 /// GET (list or watch), POST and DELETE (deletecollection) on a collection.
@@ -30,11 +32,16 @@ pub(super) async fn collection(
             } else {
                 ""
             };
-            let obj = parse_body(&req.body, &req.content_type)?;
+            let directive = FieldValidation::parse(q.get("fieldValidation"), "CreateOptions")?;
+            let mut obj = parse_body(&req.body, &req.content_type)?;
+            let warnings =
+                fields::check(kind, &mut obj, directive).map_err(|u| u.body_error(kind))?;
             let dry_run = q.get("dryRun") == Some("All");
             let created = shared.cluster.create(kind, ns, obj, dry_run)?;
             commit_then_fail(shared)?;
-            Ok(json_response(201, &with_type_meta(kind, &created)))
+            let mut resp = json_response(201, &with_type_meta(kind, &created));
+            add_warnings(&mut resp, &warnings);
+            Ok(resp)
         }
         Method::DELETE => {
             let sel = list::Selectors::parse(kind, q)?;
@@ -60,29 +67,71 @@ pub(super) async fn item(
         }
         return logs::pod_log(shared, t.namespace, t.name, q).await;
     }
-    let obj = match req.method {
-        Method::GET => c.get(t.kind, t.namespace, t.name)?,
+    let (code, obj, warnings) = match req.method {
+        Method::GET => (200, c.get(t.kind, t.namespace, t.name)?, Vec::new()),
         Method::PUT => {
-            let new = parse_body(&req.body, &req.content_type)?;
+            let directive = FieldValidation::parse(q.get("fieldValidation"), "UpdateOptions")?;
+            let mut new = parse_body(&req.body, &req.content_type)?;
+            let warnings =
+                fields::check(t.kind, &mut new, directive).map_err(|u| u.body_error(t.kind))?;
             let o = c.update(t.kind, t.namespace, t.name, new, status_only, dry_run)?;
             commit_then_fail(shared)?;
-            o
+            (200, o, warnings)
         }
         Method::PATCH => {
+            let ty = PatchType::from_content_type(&req.content_type)?;
             let patch = PatchRequest {
                 body: &req.body,
-                ty: PatchType::from_content_type(&req.content_type)?,
+                ty,
                 status_only,
                 dry_run,
+                fields: patch_options(q, ty)?,
             };
-            let o = c.patch(t.kind, t.namespace, t.name, &patch)?;
+            let patched = c.patch(t.kind, t.namespace, t.name, &patch)?;
             commit_then_fail(shared)?;
-            o
+            let code = if patched.created { 201 } else { 200 };
+            (code, patched.object, patched.warnings)
         }
         Method::DELETE if t.sub == Sub::None => return delete(shared, req, t).await,
         _ => return Err(ApiError::method_not_allowed()),
     };
-    Ok(json_response(200, &with_type_meta(t.kind, &obj)))
+    let mut resp = json_response(code, &with_type_meta(t.kind, &obj));
+    add_warnings(&mut resp, &warnings);
+    Ok(resp)
+}
+
+/// PatchOptions, checked as the real server checks them: server-side apply
+/// needs a `fieldManager`, and only it may `force`. The field validation
+/// directive is the result.
+fn patch_options(q: &Query, ty: PatchType) -> Result<FieldValidation, ApiError> {
+    let directive = FieldValidation::parse(q.get("fieldValidation"), "PatchOptions")?;
+    let cause = if ty == PatchType::Apply {
+        q.get("fieldManager")
+            .is_none_or(str::is_empty)
+            .then(|| Cause {
+                reason: "FieldValueRequired",
+                message: "Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            })
+    } else {
+        q.get("force").is_some().then(|| Cause {
+            reason: "FieldValueForbidden",
+            message: "Forbidden: may not be specified for non-apply patch".into(),
+            field: "force".into(),
+        })
+    };
+    match cause {
+        None => Ok(directive),
+        Some(cause) => Err(ApiError::invalid(
+            "PatchOptions",
+            Resource {
+                plural: "patchoptions",
+                group: "meta.k8s.io",
+            },
+            "",
+            vec![cause],
+        )),
+    }
 }
 
 /// DELETE of an object: the pending object, the last state, or a Status,

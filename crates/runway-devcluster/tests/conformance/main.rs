@@ -13,6 +13,7 @@
 
 mod cluster;
 mod discovery;
+mod fields;
 mod jobs;
 mod support;
 mod watch;
