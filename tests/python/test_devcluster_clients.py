@@ -8,10 +8,13 @@ against that cluster instead (a real one), in namespaces of their own.
 from __future__ import annotations
 
 import copy
+import filecmp
 import json
 import os
 import shutil
 import subprocess
+import sys
+import textwrap
 import time
 import uuid
 
@@ -24,6 +27,7 @@ from devcluster import dev_cluster
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNWAY_BIN = os.environ.get("RUNWAY_BIN", os.path.join(ROOT, "target", "debug", "runway"))
 SEED_JOB = os.path.join(ROOT, "tests", "fixtures", "jobs", "seed_k8s_run.json")
+OPENAPI_DIR = os.path.join(ROOT, "crates", "runway-devcluster", "openapi")
 
 
 @pytest.fixture(scope="module")
@@ -195,11 +199,15 @@ def test_bodies_are_decoded_by_content_type(api, namespace):
     assert proto.value.status == 415 and "application/json" in status["message"], status
 
 
-def kubectl(kubeconfig: str, *args: str, timeout: float = 60, check: bool = True) -> str:
+def kubectl(kubeconfig: str, *args: str, timeout: float = 60, check: bool = True,
+            cache_dir: str | None = None) -> str:
+    """Runs kubectl; with `cache_dir`, its discovery cache lives there (kubectl
+    caches discovery per host:port, and a reused port would read stale data)."""
     exe = shutil.which("kubectl")
     assert exe, "kubectl is installed by scripts/bootstrap.sh"
+    env = dict(os.environ, KUBECACHEDIR=cache_dir) if cache_dir else None
     proc = subprocess.run([exe, "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
     if check:
         assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
     return proc.stdout + proc.stderr
@@ -257,3 +265,101 @@ def test_tls_and_token_with_python_client_and_kubectl(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_openapi_documents_are_current(tmp_path):
+    """The committed OpenAPI documents are what tools/gen_openapi.py writes."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_openapi.py"), "--out",
+                    str(tmp_path)], check=True, capture_output=True, timeout=120)
+    generated = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json"))
+    assert generated == ["v3.json", os.path.join("v3", "api", "v1.json"),
+                         os.path.join("v3", "apis", "batch", "v1.json")], generated
+    for rel in generated:
+        assert filecmp.cmp(tmp_path / rel, os.path.join(OPENAPI_DIR, rel), shallow=False), (
+            f"{rel} is stale: run .venv/bin/python tools/gen_openapi.py")
+
+
+def job_manifest(path, name: str, label: str, extra_spec: str = "") -> str:
+    """A small Job as YAML, the way people hand kubectl a manifest."""
+    path.write_text(textwrap.dedent(f"""\
+        apiVersion: batch/v1
+        kind: Job
+        metadata:
+          name: {name}
+          labels:
+            app: {label}
+        spec:
+          backoffLimit: 0{extra_spec}
+          template:
+            spec:
+              restartPolicy: Never
+              containers:
+              - name: main
+                image: busybox:1.36
+                command: ["sh", "-c", "echo from-{name}"]
+        """))
+    return str(path)
+
+
+def test_kubectl_create_validates_on_the_server(kubeconfig, namespace, tmp_path):
+    cache = str(tmp_path / "cache")
+    good = job_manifest(tmp_path / "good.yaml", "kv-good", "one")
+    out = kubectl(kubeconfig, "-n", namespace, "create", "-f", good, cache_dir=cache)
+    assert "job.batch/kv-good created" in out, out
+
+    # kubectl leaves validation to the server (the OpenAPI documents say it
+    # takes fieldValidation), which refuses the unknown field.
+    bad = job_manifest(tmp_path / "bad.yaml", "kv-bad", "one", "\n          bogusField: 1")
+    out = kubectl(kubeconfig, "-n", namespace, "create", "-f", bad, check=False, cache_dir=cache)
+    assert ('Job in version "v1" cannot be handled as a Job: strict decoding error: '
+            'unknown field "spec.bogusField"') in out, out
+    assert "BadRequest" in out, out
+    out = kubectl(kubeconfig, "-n", namespace, "get", "job", "kv-bad", check=False, cache_dir=cache)
+    assert "NotFound" in out, out
+
+
+def test_kubectl_apply_twice_patches(kubeconfig, namespace, tmp_path):
+    cache = str(tmp_path / "cache")
+    first = job_manifest(tmp_path / "first.yaml", "kv-apply", "one")
+    out = kubectl(kubeconfig, "-n", namespace, "apply", "-f", first, cache_dir=cache)
+    assert "job.batch/kv-apply created" in out, out
+    # The second apply is a strategic merge patch built from the schema.
+    second = job_manifest(tmp_path / "second.yaml", "kv-apply", "two")
+    out = kubectl(kubeconfig, "-n", namespace, "apply", "-f", second, cache_dir=cache)
+    assert "job.batch/kv-apply configured" in out, out
+    labels = kubectl(kubeconfig, "-n", namespace, "get", "job", "kv-apply", "-o",
+                     "jsonpath={.metadata.labels.app}", cache_dir=cache)
+    assert labels == "two", labels
+    applied = kubectl(kubeconfig, "-n", namespace, "get", "job", "kv-apply", "-o", "json",
+                      cache_dir=cache)
+    last = json.loads(json.loads(applied)["metadata"]["annotations"][
+        "kubectl.kubernetes.io/last-applied-configuration"])
+    assert last["metadata"]["labels"] == {"app": "two"}, last
+
+
+def test_kubectl_apply_server_side(kubeconfig, namespace, tmp_path):
+    cache = str(tmp_path / "cache")
+    first = job_manifest(tmp_path / "first.yaml", "kv-ssa", "one")
+    out = kubectl(kubeconfig, "-n", namespace, "apply", "--server-side", "-f", first,
+                  cache_dir=cache)
+    assert "job.batch/kv-ssa serverside-applied" in out, out
+    second = job_manifest(tmp_path / "second.yaml", "kv-ssa", "two")
+    out = kubectl(kubeconfig, "-n", namespace, "apply", "--server-side", "-f", second,
+                  cache_dir=cache)
+    assert "job.batch/kv-ssa serverside-applied" in out, out
+    labels = kubectl(kubeconfig, "-n", namespace, "get", "job", "kv-ssa", "-o",
+                     "jsonpath={.metadata.labels.app}", cache_dir=cache)
+    assert labels == "two", labels
+
+
+def test_kubectl_explain(kubeconfig, tmp_path):
+    cache = str(tmp_path / "cache")
+    out = kubectl(kubeconfig, "explain", "job.spec", cache_dir=cache)
+    assert "KIND:       Job" in out and "FIELD: spec <JobSpec>" in out, out
+    assert "backoffLimit\t<integer>" in out, out
+    assert "Specifies the number of retries before marking this job failed." in out, out
+    out = kubectl(kubeconfig, "explain", "job.spec.backoffLimit", cache_dir=cache)
+    assert "Specifies the number of retries before marking this job failed." in out, out
+    out = kubectl(kubeconfig, "explain", "pod.spec.containers", cache_dir=cache)
+    assert "FIELD: containers <[]Container>" in out, out
+    assert "List of containers belonging to the pod." in out, out

@@ -71,12 +71,64 @@ fn main() {
     rt.block_on(run(jobs_n, concurrency));
 }
 
+/// When each Job's create was sent, and the latency to its ADDED event.
+#[derive(Default)]
+struct Timings {
+    created_at: Mutex<HashMap<String, Instant>>,
+    latencies: Mutex<Vec<f64>>,
+}
+
 async fn run(jobs_n: usize, concurrency: usize) {
+    let rss_before = rss_bytes();
+    let (dev, api) = start(jobs_n).await;
+    let timings = Arc::new(Timings::default());
+    let (watch_task, mut complete_rx) = watch_completions(&dev, &api, jobs_n, &timings).await;
+
+    let start = Instant::now();
+    create_jobs(&api, jobs_n, concurrency, &timings).await;
+    let create_secs = start.elapsed().as_secs_f64();
+    let completed = tokio::time::timeout(Duration::from_secs(280), complete_rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    let all_done_secs = start.elapsed().as_secs_f64();
+    watch_task.abort();
+    let mut saturated = timings.latencies.lock().unwrap().clone();
+    saturated.sort_by(f64::total_cmp);
+    let lat = probe_latency(&dev, &api, 500).await;
+
+    let objects = dev.cluster().lock().len();
+    let rss_after = rss_bytes();
+    let line = json!({
+        "bench": "devcluster",
+        "jobs": jobs_n,
+        "concurrency": concurrency,
+        "creates_per_s": jobs_n as f64 / create_secs,
+        "all_complete": completed,
+        "jobs_completed_per_s": if completed { jobs_n as f64 / all_done_secs } else { 0.0 },
+        "watch_latency_ms_p50": percentile(&lat, 0.5),
+        "watch_latency_ms_p99": percentile(&lat, 0.99),
+        "watch_latency_probes": lat.len(),
+        "saturated_watch_latency_ms_p50": percentile(&saturated, 0.5),
+        "saturated_watch_latency_ms_p99": percentile(&saturated, 0.99),
+        "stored_objects": objects,
+        "bytes_per_stored_object": if objects > 0 {
+            rss_after.saturating_sub(rss_before) / objects as u64
+        } else {
+            0
+        },
+    });
+    println!("{line}");
+    dev.shutdown().await;
+}
+
+/// A dev cluster with simulated pods that finish at once, and a client.
+async fn start(jobs_n: usize) -> (DevCluster, Api<Job>) {
     let mut config = DevClusterConfig::default();
     config.kubelet.mode = KubeletMode::Simulated;
     config.kubelet.default_duration_ms = 0;
     config.store.history = jobs_n * 20;
-    let rss_before = rss_bytes();
     let dev = DevCluster::start("127.0.0.1:0".parse().unwrap(), config)
         .await
         .unwrap();
@@ -87,61 +139,63 @@ async fn run(jobs_n: usize, concurrency: usize) {
             .unwrap(),
     )
     .unwrap();
-    let api: Api<Job> = Api::namespaced(client, "default");
+    (dev, Api::namespaced(client, "default"))
+}
 
-    // The watch: when each Job's ADDED and Complete arrive.
-    let created_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
-    let (complete_tx, mut complete_rx) = tokio::sync::mpsc::channel::<()>(1);
+/// The watch: when each Job's ADDED and Complete arrive; the receiver gets
+/// a message once every Job completed.
+async fn watch_completions(
+    dev: &DevCluster,
+    api: &Api<Job>,
+    jobs_n: usize,
+    timings: &Arc<Timings>,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::mpsc::Receiver<()>) {
+    let (complete_tx, complete_rx) = tokio::sync::mpsc::channel::<()>(1);
     let rv = dev.cluster().revision().to_string();
     let mut stream = api
         .watch(&WatchParams::default().timeout(290), &rv)
         .await
         .unwrap()
         .boxed();
-    let watch_task = {
-        let created_at = created_at.clone();
-        let latencies = latencies.clone();
-        tokio::spawn(async move {
-            let mut complete = 0;
-            while let Some(ev) = stream.next().await {
-                let seen = Instant::now();
-                match ev {
-                    Ok(WatchEvent::Added(j)) => {
-                        let name = j.metadata.name.unwrap_or_default();
-                        if let Some(t) = created_at.lock().unwrap().get(&name) {
-                            latencies
-                                .lock()
-                                .unwrap()
-                                .push((seen - *t).as_secs_f64() * 1e3);
-                        }
+    let timings = timings.clone();
+    let task = tokio::spawn(async move {
+        let mut complete = 0;
+        while let Some(ev) = stream.next().await {
+            let seen = Instant::now();
+            match ev {
+                Ok(WatchEvent::Added(j)) => {
+                    let name = j.metadata.name.unwrap_or_default();
+                    if let Some(t) = timings.created_at.lock().unwrap().get(&name) {
+                        let ms = (seen - *t).as_secs_f64() * 1e3;
+                        timings.latencies.lock().unwrap().push(ms);
                     }
-                    Ok(WatchEvent::Modified(j)) => {
-                        let done = j
-                            .status
-                            .and_then(|s| s.conditions)
-                            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Complete"));
-                        if done {
-                            complete += 1;
-                            if complete == jobs_n {
-                                let _ = complete_tx.send(()).await;
-                                return;
-                            }
-                        }
-                    }
-                    _ => {}
                 }
+                Ok(WatchEvent::Modified(j)) => {
+                    let done = j
+                        .status
+                        .and_then(|s| s.conditions)
+                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Complete"));
+                    if done {
+                        complete += 1;
+                        if complete == jobs_n {
+                            let _ = complete_tx.send(()).await;
+                            return;
+                        }
+                    }
+                }
+                _ => {}
             }
-        })
-    };
+        }
+    });
+    (task, complete_rx)
+}
 
-    let start = Instant::now();
+/// Creates `jobs_n` Jobs from `concurrency` workers.
+async fn create_jobs(api: &Api<Job>, jobs_n: usize, concurrency: usize, timings: &Arc<Timings>) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let api = api.clone();
-        let next = next.clone();
-        let created_at = created_at.clone();
+        let (api, next, timings) = (api.clone(), next.clone(), timings.clone());
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -154,27 +208,18 @@ async fn run(jobs_n: usize, concurrency: usize) {
                     .await
                     .unwrap();
                 // Latency runs from the moment the client sent the create.
-                created_at.lock().unwrap().insert(name, t);
+                timings.created_at.lock().unwrap().insert(name, t);
             }
         }));
     }
     for w in workers {
         w.await.unwrap();
     }
-    let create_secs = start.elapsed().as_secs_f64();
-    let completed = tokio::time::timeout(Duration::from_secs(280), complete_rx.recv())
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    let all_done_secs = start.elapsed().as_secs_f64();
-    watch_task.abort();
-    let mut saturated = latencies.lock().unwrap().clone();
-    saturated.sort_by(f64::total_cmp);
+}
 
-    // Watch latency off saturation: one create at a time, each timed from the
-    // request to its ADDED event on an open watch.
-    let probe_n = 500;
+/// Watch latency off saturation: one create at a time, each timed from the
+/// request to its ADDED event on an open watch. Sorted.
+async fn probe_latency(dev: &DevCluster, api: &Api<Job>, probe_n: usize) -> Vec<f64> {
     let rv = dev.cluster().revision().to_string();
     let mut probe = api
         .watch(&WatchParams::default().timeout(120), &rv)
@@ -200,28 +245,5 @@ async fn run(jobs_n: usize, concurrency: usize) {
         }
     }
     lat.sort_by(f64::total_cmp);
-
-    let objects = dev.cluster().lock().len();
-    let rss_after = rss_bytes();
-    let line = json!({
-        "bench": "devcluster",
-        "jobs": jobs_n,
-        "concurrency": concurrency,
-        "creates_per_s": jobs_n as f64 / create_secs,
-        "all_complete": completed,
-        "jobs_completed_per_s": if completed { jobs_n as f64 / all_done_secs } else { 0.0 },
-        "watch_latency_ms_p50": percentile(&lat, 0.5),
-        "watch_latency_ms_p99": percentile(&lat, 0.99),
-        "watch_latency_probes": lat.len(),
-        "saturated_watch_latency_ms_p50": percentile(&saturated, 0.5),
-        "saturated_watch_latency_ms_p99": percentile(&saturated, 0.99),
-        "stored_objects": objects,
-        "bytes_per_stored_object": if objects > 0 {
-            rss_after.saturating_sub(rss_before) / objects as u64
-        } else {
-            0
-        },
-    });
-    println!("{line}");
-    dev.shutdown().await;
+    lat
 }

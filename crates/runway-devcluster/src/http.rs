@@ -51,13 +51,29 @@ pub type Resp = Response<Body>;
 /// A JSON response.
 pub fn json_response(code: u16, value: &Value) -> Resp {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let mut resp = Response::new(Body::Full(Some(Bytes::from(bytes))));
+    json_bytes_response(code, Bytes::from(bytes))
+}
+
+/// A response of JSON already serialized.
+pub fn json_bytes_response(code: u16, json: Bytes) -> Resp {
+    let mut resp = Response::new(Body::Full(Some(json)));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// Adds one `Warning: 299 - "text"` header per warning, quoted as the real
+/// API server quotes them (RFC 7234 quoted-string).
+pub fn add_warnings(resp: &mut Resp, warnings: &[String]) {
+    for text in warnings {
+        let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
 }
 
 /// A plain-text response.

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod http;
 pub mod kubelet;
 pub mod logs;
+pub mod openapi;
 pub mod patch;
 pub mod runner;
 pub mod seed;

@@ -1,10 +1,11 @@
 //! The PATCH content types of the Kubernetes API, applied to wire JSON.
 //!
-//! * `application/merge-patch+json`: RFC 7386 JSON merge patch.
-//! * `application/json-patch+json`: RFC 6902 JSON patch.
+//! * `application/merge-patch+json`: RFC 7386 JSON merge patch, and
+//!   `application/json-patch+json`: RFC 6902 JSON patch, both through the
+//!   `json-patch` crate, with the real server's errors around them.
 //! * `application/strategic-merge-patch+json`: the Kubernetes strategic merge
 //!   patch, without a schema: the merge key of a list is chosen by the list's
-//!   field name alone (see [`list_strategy`]), which covers the kinds the dev
+//!   field name alone (see `strategic::list_strategy`), which covers the kinds the dev
 //!   cluster serves (Jobs, Pods, ConfigMaps, Secrets, Events, ServiceAccounts,
 //!   Namespaces).
 //! * `application/apply-patch+yaml`: server-side apply, approximated as a
@@ -19,12 +20,6 @@ use super::status::ApiError;
 
 /// The JSON patch operation limit of the real API server.
 const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
-
-/// Strategic merge patch directive keys.
-const DIRECTIVE: &str = "$patch";
-const RETAIN_KEYS: &str = "$retainKeys";
-const DELETE_FROM_PRIMITIVE_LIST: &str = "$deleteFromPrimitiveList/";
-const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
 
 /// How a PATCH body is to be interpreted, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,19 +90,7 @@ impl PatchType {
 /// merge patch.
 pub fn apply_patch(target: &Value, patch_body: &[u8], ty: PatchType) -> Result<Value, ApiError> {
     match ty {
-        PatchType::Merge => {
-            let patch: Value = serde_json::from_slice(patch_body)
-                .map_err(|e| ApiError::bad_request(format!("Invalid JSON Patch: {e}")))?;
-            if !patch.is_object() {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid JSON Patch: a merge patch must be a JSON object, got {}",
-                    go_type(&patch)
-                )));
-            }
-            let mut out = target.clone();
-            merge_patch(&mut out, &patch);
-            Ok(out)
-        }
+        PatchType::Merge => merge_patch(target, patch_body),
         PatchType::Json => json_patch(target, patch_body),
         PatchType::StrategicMerge => {
             let patch: Value = serde_json::from_slice(patch_body)
@@ -133,7 +116,7 @@ pub fn apply_patch(target: &Value, patch_body: &[u8], ty: PatchType) -> Result<V
 }
 
 /// The Go JSON type name of a value, as `encoding/json` errors spell it.
-fn go_type(v: &Value) -> &'static str {
+pub(crate) fn go_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
@@ -144,57 +127,23 @@ fn go_type(v: &Value) -> &'static str {
     }
 }
 
-/// JSON equality with numbers compared by value (`1` equals `1.0`), as RFC
-/// 6902 `test` and merge-key matching need.
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
-                x == y
-            } else if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
-                x == y
-            } else {
-                x.as_f64() == y.as_f64()
-            }
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 // ---------------------------------------------------------------------------
-// RFC 7386 JSON merge patch
+// RFC 7386 JSON merge patch and RFC 6902 JSON patch, through `json-patch`
 
-/// Merges `patch` into `target` in place (RFC 7386 `MergePatch`): `null`
-/// deletes a key, objects merge recursively, anything else replaces.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
+/// Applies a merge patch body: an object merged in, `null` deleting a key.
+fn merge_patch(target: &Value, body: &[u8]) -> Result<Value, ApiError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON Patch: {e}")))?;
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "Invalid JSON Patch: a merge patch must be a JSON object, got {}",
+            go_type(&patch)
+        )));
     }
-    if let Value::Object(t) = target {
-        for (k, v) in patch {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
+    let mut out = target.clone();
+    json_patch::merge(&mut out, &patch);
+    Ok(out)
 }
-
-// ---------------------------------------------------------------------------
-// RFC 6902 JSON patch
 
 /// Applies a JSON patch body.
 ///
@@ -203,10 +152,11 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// sends a dict body as json-patch by mistake; the real server answers
 /// `json: cannot unmarshal object into Go value of type jsonpatch.Patch`).
 /// An operation that does not apply (a missing path, an index out of range, a
-/// failed `test`, an unknown `op`) is 422 Invalid: the real server uses the
-/// generic 422 message "the server rejected our request due to an error in
-/// our request" and drops the cause; here the cause, naming the operation's
-/// index, op and path, is appended to it.
+/// failed `test`, an unknown `op`) is 422 Invalid: the real server decodes
+/// each operation only when it applies it, uses the generic 422 message "the
+/// server rejected our request due to an error in our request" and drops the
+/// cause; here the cause, naming the operation's index, op and path, is
+/// appended to it.
 fn json_patch(target: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let patch: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -241,10 +191,18 @@ fn json_patch(target: &Value, body: &[u8]) -> Result<Value, ApiError> {
         });
     }
     let mut doc = target.clone();
-    for (i, op) in ops.iter().enumerate() {
+    for (i, op) in ops.into_iter().enumerate() {
+        let name = op
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned();
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         apply_op(&mut doc, op).map_err(|cause| {
-            let name = op.get("op").and_then(Value::as_str).unwrap_or("unknown");
-            let path = op.get("path").and_then(Value::as_str).unwrap_or("");
             unprocessable(format!(
                 "json patch operation {i} ({name} {path:?}) does not apply: {cause}"
             ))
@@ -264,707 +222,12 @@ fn unprocessable(cause: String) -> ApiError {
     }
 }
 
-/// One JSON patch operation; the error is the cause, without the op's name.
-fn apply_op(doc: &mut Value, op: &Value) -> Result<(), String> {
-    let kind = match op.get("op") {
-        Some(Value::String(s)) => s.as_str(),
-        None | Some(Value::Null) => return Err("Unexpected kind: unknown".to_owned()),
-        Some(other) => return Err(format!("op must be a string, got {other}")),
-    };
-    let path = match op.get("path") {
-        Some(Value::String(s)) => parse_pointer(s)?,
-        Some(other) if !other.is_null() => {
-            return Err(format!("path must be a string, got {other}"))
-        }
-        _ => {
-            return Err(match kind {
-                "add" | "remove" | "replace" | "move" | "copy" | "test" => {
-                    "operation missing path field".to_owned()
-                }
-                other => format!("Unexpected kind: {other}"),
-            })
-        }
-    };
-    let value = || {
-        op.get("value")
-            .ok_or_else(|| "missing value field".to_owned())
-    };
-    let from = || match op.get("from") {
-        Some(Value::String(s)) => parse_pointer(s),
-        _ => Err("operation missing from field".to_owned()),
-    };
-    match kind {
-        "add" => pointer_add(doc, &path, value()?.clone()),
-        "remove" => pointer_remove(doc, &path).map(drop),
-        "replace" => pointer_replace(doc, &path, value()?.clone()),
-        "move" => {
-            let from = from()?;
-            if from == path {
-                return Ok(());
-            }
-            if path.len() > from.len() && path[..from.len()] == from[..] {
-                return Err("cannot move a value into one of its children".to_owned());
-            }
-            let moved = pointer_remove(doc, &from)?;
-            pointer_add(doc, &path, moved)
-        }
-        "copy" => {
-            let copied = pointer_get(doc, &from()?)?.clone();
-            pointer_add(doc, &path, copied)
-        }
-        "test" => {
-            let expected = value()?;
-            let actual = pointer_get(doc, &path)?;
-            if json_eq(actual, expected) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "test failed: the value is {actual}, not {expected}"
-                ))
-            }
-        }
-        other => Err(format!("Unexpected kind: {other}")),
-    }
-}
-
-/// Splits an RFC 6901 JSON pointer into unescaped reference tokens.
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(format!(
-            "invalid JSON pointer {pointer:?}: it must start with '/'"
-        ));
-    };
-    rest.split('/')
-        .map(|token| {
-            let mut out = String::with_capacity(token.len());
-            let mut chars = token.chars();
-            while let Some(c) = chars.next() {
-                if c != '~' {
-                    out.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('0') => out.push('~'),
-                    Some('1') => out.push('/'),
-                    _ => {
-                        return Err(format!(
-                            "invalid JSON pointer {pointer:?}: '~' must be followed by '0' or '1'"
-                        ))
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .collect()
-}
-
-/// Renders reference tokens back as a JSON pointer, for messages.
-fn render_pointer(tokens: &[String]) -> String {
-    tokens
-        .iter()
-        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
-        .collect()
-}
-
-/// An array index token: decimal digits without leading zeros.
-fn array_index(token: &str) -> Result<usize, String> {
-    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (token.len() > 1 && token.starts_with('0')) {
-        return Err(format!("invalid array index {token:?}"));
-    }
-    token
-        .parse()
-        .map_err(|_| format!("invalid array index {token:?}"))
-}
-
-fn pointer_get<'a>(doc: &'a Value, tokens: &[String]) -> Result<&'a Value, String> {
-    let mut cur = doc;
-    for (depth, token) in tokens.iter().enumerate() {
-        let next = match cur {
-            Value::Object(m) => m.get(token),
-            Value::Array(a) => array_index(token).ok().and_then(|i| a.get(i)),
-            _ => None,
-        };
-        cur = next.ok_or_else(|| {
-            format!(
-                "doc is missing path: {:?}",
-                render_pointer(&tokens[..=depth])
-            )
-        })?;
-    }
-    Ok(cur)
-}
-
-fn pointer_get_mut<'a>(doc: &'a mut Value, tokens: &[String]) -> Result<&'a mut Value, String> {
-    let mut cur = doc;
-    for (depth, token) in tokens.iter().enumerate() {
-        let next = match cur {
-            Value::Object(m) => m.get_mut(token),
-            Value::Array(a) => match array_index(token) {
-                Ok(i) => a.get_mut(i),
-                Err(_) => None,
-            },
-            _ => None,
-        };
-        cur = next.ok_or_else(|| {
-            format!(
-                "doc is missing path: {:?}",
-                render_pointer(&tokens[..=depth])
-            )
-        })?;
-    }
-    Ok(cur)
-}
-
-/// The container of the value `tokens` points at, and the last token.
-fn pointer_parent<'a, 'b>(
-    doc: &'a mut Value,
-    tokens: &'b [String],
-) -> Result<(&'a mut Value, &'b str), String> {
-    match tokens.split_last() {
-        Some((last, parent)) => Ok((pointer_get_mut(doc, parent)?, last.as_str())),
-        None => Err("the document root has no parent".to_owned()),
-    }
-}
-
-fn pointer_add(doc: &mut Value, tokens: &[String], value: Value) -> Result<(), String> {
-    if tokens.is_empty() {
-        *doc = value;
-        return Ok(());
-    }
-    let (parent, last) = pointer_parent(doc, tokens)?;
-    match parent {
-        Value::Object(m) => {
-            m.insert(last.to_owned(), value);
-            Ok(())
-        }
-        Value::Array(a) => {
-            let i = if last == "-" {
-                a.len()
-            } else {
-                array_index(last)?
-            };
-            if i > a.len() {
-                return Err(format!(
-                    "index {i} is out of bounds of an array of length {}",
-                    a.len()
-                ));
-            }
-            a.insert(i, value);
-            Ok(())
-        }
-        other => Err(format!(
-            "cannot add a member to a {} at {:?}",
-            go_type(other),
-            render_pointer(&tokens[..tokens.len() - 1])
-        )),
-    }
-}
-
-fn pointer_remove(doc: &mut Value, tokens: &[String]) -> Result<Value, String> {
-    let (parent, last) = pointer_parent(doc, tokens)?;
-    let missing = || format!("doc is missing path: {:?}", render_pointer(tokens));
-    match parent {
-        Value::Object(m) => m.remove(last).ok_or_else(missing),
-        Value::Array(a) => {
-            let i = array_index(last)?;
-            if i < a.len() {
-                Ok(a.remove(i))
-            } else {
-                Err(missing())
-            }
-        }
-        _ => Err(missing()),
-    }
-}
-
-fn pointer_replace(doc: &mut Value, tokens: &[String], value: Value) -> Result<(), String> {
-    *pointer_get_mut(doc, tokens)? = value;
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Strategic merge patch
-
-/// How the elements of a list field merge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStrategy {
-    /// The patch list replaces the list (the default, as for JSON merge patch).
-    Replace,
-    /// A list of objects merged element by element, matched by this key.
-    Keyed(&'static str),
-    /// A list of scalars merged as a set (`finalizers`).
-    Set,
-}
-
-/// The patch strategy of a list field, by its name alone (the real server
-/// reads `patchStrategy`/`patchMergeKey` from the Go types). Field names that
-/// mean different things in different kinds are resolved for the kinds the
-/// dev cluster serves: `imagePullSecrets` merges by name (as in a PodSpec;
-/// a ServiceAccount's would replace); `ports` merges by `containerPort`, or
-/// by `port` when no element has a `containerPort`; `envFrom`, `tolerations`,
-/// `args`, `command` and every other list are replaced.
-fn list_strategy(field: &str) -> ListStrategy {
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "secrets"
-        | "resourceClaims"
-        | "schedulingGates" => ListStrategy::Keyed("name"),
-        "volumeMounts" => ListStrategy::Keyed("mountPath"),
-        "volumeDevices" => ListStrategy::Keyed("devicePath"),
-        "ports" => ListStrategy::Keyed("containerPort"),
-        "conditions" => ListStrategy::Keyed("type"),
-        "ownerReferences" => ListStrategy::Keyed("uid"),
-        "hostAliases" | "podIPs" | "hostIPs" => ListStrategy::Keyed("ip"),
-        "topologySpreadConstraints" => ListStrategy::Keyed("topologyKey"),
-        "finalizers" => ListStrategy::Set,
-        _ => ListStrategy::Replace,
-    }
-}
-
-/// The strategy for a list given its elements: `ports` lists without any
-/// `containerPort` (a Service's) merge by `port`.
-fn list_strategy_for(field: &str, orig: &[Value], patch: &[Value]) -> ListStrategy {
-    match list_strategy(field) {
-        ListStrategy::Keyed("containerPort")
-            if !orig
-                .iter()
-                .chain(patch)
-                .any(|e| e.get("containerPort").is_some()) =>
-        {
-            ListStrategy::Keyed("port")
-        }
-        s => s,
-    }
-}
-
-/// What merging a patch map did to the original map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Keep,
-    /// `$patch: delete`: the field holding the map goes away.
-    Delete,
-}
-
-fn child_path(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_owned()
-    } else {
-        format!("{path}.{field}")
-    }
-}
-
-/// A strategic merge of `patch` onto `target` (which should be an object;
-/// anything else is treated as an empty object).
-fn strategic_merge(target: &Value, patch: &Map<String, Value>) -> Result<Value, ApiError> {
-    let mut out = match target {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    match smp_object(&mut out, patch, "")? {
-        Outcome::Keep => Ok(Value::Object(out)),
-        // `$patch: delete` at the top level empties the object, as upstream.
-        Outcome::Delete => Ok(Value::Object(Map::new())),
-    }
-}
-
-/// Merges a patch map into an original map, honouring a `$patch` directive
-/// on the map itself.
-fn smp_object(
-    orig: &mut Map<String, Value>,
-    patch: &Map<String, Value>,
-    path: &str,
-) -> Result<Outcome, ApiError> {
-    if let Some(directive) = patch.get(DIRECTIVE) {
-        match directive.as_str() {
-            Some("delete") => return Ok(Outcome::Delete),
-            Some("replace") => {
-                let mut fresh = Map::new();
-                smp_fields(&mut fresh, patch, path)?;
-                *orig = fresh;
-                return Ok(Outcome::Keep);
-            }
-            Some("merge") => {}
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown patch type: {directive} in map at {:?}",
-                    display_path(path)
-                )))
-            }
-        }
-    }
-    smp_fields(orig, patch, path)?;
-    Ok(Outcome::Keep)
-}
-
-fn display_path(path: &str) -> &str {
-    if path.is_empty() {
-        "<root>"
-    } else {
-        path
-    }
-}
-
-/// Merges the fields of a patch map (directives on the map itself aside).
-fn smp_fields(
-    orig: &mut Map<String, Value>,
-    patch: &Map<String, Value>,
-    path: &str,
-) -> Result<(), ApiError> {
-    if let Some(retain) = patch.get(RETAIN_KEYS) {
-        let bad = || {
-            ApiError::bad_request(format!(
-                "invalid patch format of retainKeys at {:?}",
-                display_path(path)
-            ))
-        };
-        let Value::Array(keys) = retain else {
-            return Err(bad());
-        };
-        let keys = keys
-            .iter()
-            .map(|k| k.as_str().ok_or_else(bad))
-            .collect::<Result<Vec<&str>, ApiError>>()?;
-        orig.retain(|k, _| keys.contains(&k.as_str()));
-    }
-
-    for (key, value) in patch {
-        let Some(field) = key.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) else {
-            continue;
-        };
-        let Value::Array(delete) = value else {
-            return Err(ApiError::bad_request(format!(
-                "invalid patch format of primitive list at {:?}",
-                child_path(path, field)
-            )));
-        };
-        if let Some(Value::Array(current)) = orig.get_mut(field) {
-            current.retain(|v| !delete.iter().any(|d| json_eq(v, d)));
-        }
-    }
-
-    for (key, value) in patch {
-        if key == DIRECTIVE
-            || key == RETAIN_KEYS
-            || key.starts_with(DELETE_FROM_PRIMITIVE_LIST)
-            || key.starts_with(SET_ELEMENT_ORDER)
-        {
-            continue;
-        }
-        if value.is_null() {
-            orig.remove(key);
-            continue;
-        }
-        let order = element_order(patch, key, path)?;
-        let field_path = child_path(path, key);
-        match orig.get_mut(key) {
-            Some(existing) => {
-                if smp_value(existing, value, key, order, &field_path)? == Outcome::Delete {
-                    orig.remove(key);
-                }
-            }
-            None => {
-                if let Some(v) = smp_fresh(value, key, order, &field_path)? {
-                    orig.insert(key.clone(), v);
-                }
-            }
-        }
-    }
-
-    // `$setElementOrder/f` without a patch for `f`: only reorder `f`.
-    for key in patch.keys() {
-        let Some(field) = key.strip_prefix(SET_ELEMENT_ORDER) else {
-            continue;
-        };
-        if patch.contains_key(field) {
-            continue;
-        }
-        let order = element_order(patch, field, path)?;
-        if let Some(Value::Array(current)) = orig.get_mut(field) {
-            let strategy = list_strategy_for(field, current, &[]);
-            if strategy != ListStrategy::Replace {
-                let merged = merge_list(current, &[], strategy, order, &child_path(path, field))?;
-                *current = merged;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The `$setElementOrder/<field>` list of a patch map, if any.
-fn element_order<'a>(
-    patch: &'a Map<String, Value>,
-    field: &str,
-    path: &str,
-) -> Result<Option<&'a [Value]>, ApiError> {
-    match patch.get(&format!("{SET_ELEMENT_ORDER}{field}")) {
-        None => Ok(None),
-        Some(Value::Array(order)) => Ok(Some(order)),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "invalid patch format of setElementOrder list at {:?}",
-            child_path(path, field)
-        ))),
-    }
-}
-
-/// Merges a (non-null) patch value into an existing field value.
-fn smp_value(
-    existing: &mut Value,
-    patch: &Value,
-    field: &str,
-    order: Option<&[Value]>,
-    path: &str,
-) -> Result<Outcome, ApiError> {
-    match (&mut *existing, patch) {
-        (Value::Object(orig), Value::Object(p)) => smp_object(orig, p, path),
-        (Value::Array(orig), Value::Array(p)) => {
-            match list_strategy_for(field, orig, p) {
-                ListStrategy::Replace => *existing = patch.clone(),
-                strategy => {
-                    let merged = merge_list(orig, p, strategy, order, path)?;
-                    *orig = merged;
-                }
-            }
-            Ok(Outcome::Keep)
-        }
-        _ => match smp_fresh(patch, field, order, path)? {
-            Some(v) => {
-                *existing = v;
-                Ok(Outcome::Keep)
-            }
-            None => Ok(Outcome::Delete),
-        },
-    }
-}
-
-/// The value a patch value produces where there is nothing to merge into:
-/// maps are merged into an empty map (dropping nulls and applying
-/// directives), merging lists into an empty list. `None`: the field is not
-/// to be set (`$patch: delete`).
-fn smp_fresh(
-    patch: &Value,
-    field: &str,
-    order: Option<&[Value]>,
-    path: &str,
-) -> Result<Option<Value>, ApiError> {
-    match patch {
-        Value::Object(p) => {
-            let mut fresh = Map::new();
-            match smp_object(&mut fresh, p, path)? {
-                Outcome::Keep => Ok(Some(Value::Object(fresh))),
-                Outcome::Delete => Ok(None),
-            }
-        }
-        Value::Array(p) => match list_strategy_for(field, &[], p) {
-            ListStrategy::Replace => Ok(Some(patch.clone())),
-            strategy => Ok(Some(Value::Array(merge_list(
-                &[],
-                p,
-                strategy,
-                order,
-                path,
-            )?))),
-        },
-        Value::Null => Ok(None),
-        other => Ok(Some(other.clone())),
-    }
-}
-
-/// One element of a merged list, with what ordering needs.
-struct Item {
-    value: Value,
-    /// Position in the original list (none for an element the patch added).
-    orig: Option<usize>,
-}
-
-/// Merges a patch list into an original list with a merging strategy, then
-/// orders the result as upstream does: elements named by the patch (or by
-/// `$setElementOrder`) in that order, the others in their original order,
-/// interleaved by original position where both are known.
-fn merge_list(
-    orig: &[Value],
-    patch: &[Value],
-    strategy: ListStrategy,
-    order: Option<&[Value]>,
-    path: &str,
-) -> Result<Vec<Value>, ApiError> {
-    let (items, patch_rest): (Vec<Item>, Vec<&Value>) = match strategy {
-        ListStrategy::Keyed(key) => match merge_keyed(orig, patch, key, path)? {
-            Keyed::Replaced(list) => return Ok(list),
-            Keyed::Merged(items, rest) => (items, rest),
-        },
-        ListStrategy::Set | ListStrategy::Replace => {
-            let mut items: Vec<Item> = Vec::with_capacity(orig.len() + patch.len());
-            for (i, v) in orig.iter().enumerate() {
-                if !items.iter().any(|it| json_eq(&it.value, v)) {
-                    items.push(Item {
-                        value: v.clone(),
-                        orig: Some(i),
-                    });
-                }
-            }
-            for v in patch {
-                if !items.iter().any(|it| json_eq(&it.value, v)) {
-                    items.push(Item {
-                        value: v.clone(),
-                        orig: None,
-                    });
-                }
-            }
-            (items, patch.iter().collect())
-        }
-    };
-
-    // Where an element falls in the wanted order, if it is named there.
-    let key = match strategy {
-        ListStrategy::Keyed(key) => Some(key),
-        _ => None,
-    };
-    let same = |a: &Value, b: &Value| match key {
-        Some(key) => match (a.get(key), b.get(key)) {
-            (Some(x), Some(y)) => json_eq(x, y),
-            _ => false,
-        },
-        None => json_eq(a, b),
-    };
-    let order_of = |v: &Value| -> Option<usize> {
-        match order {
-            Some(order) => order.iter().position(|o| same(o, v)),
-            None => patch_rest.iter().position(|o| same(o, v)),
-        }
-    };
-
-    let mut named: Vec<(usize, Item)> = Vec::new();
-    let mut server_only: Vec<Item> = Vec::new();
-    for item in items {
-        match order_of(&item.value) {
-            Some(pos) => named.push((pos, item)),
-            None => server_only.push(item),
-        }
-    }
-    named.sort_by_key(|(pos, _)| *pos);
-
-    // Upstream `mergeSortedSlice(serverOnly, patchItems, original)`.
-    let mut out = Vec::with_capacity(named.len() + server_only.len());
-    let mut left = server_only.into_iter().peekable();
-    let mut right = named.into_iter().map(|(_, item)| item).peekable();
-    loop {
-        let take_left = match (left.peek(), right.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(l), Some(r)) => matches!((l.orig, r.orig), (Some(li), Some(ri)) if li < ri),
-        };
-        let next = if take_left { left.next() } else { right.next() };
-        if let Some(item) = next {
-            out.push(item.value);
-        }
-    }
-    Ok(out)
-}
-
-enum Keyed<'a> {
-    /// A `{"$patch": "replace"}` element: the list is the patch's elements.
-    Replaced(Vec<Value>),
-    /// The merged elements and the patch's non-directive elements.
-    Merged(Vec<Item>, Vec<&'a Value>),
-}
-
-/// Merges a list of objects by a merge key.
-fn merge_keyed<'a>(
-    orig: &[Value],
-    patch: &'a [Value],
-    key: &str,
-    path: &str,
-) -> Result<Keyed<'a>, ApiError> {
-    let mut items: Vec<Item> = orig
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Item {
-            value: v.clone(),
-            orig: Some(i),
-        })
-        .collect();
-    let key_of = |v: &'a Value| -> Result<&'a Value, ApiError> {
-        v.get(key).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "map: {v} does not contain declared merge key: {key} (at {path:?})"
-            ))
-        })
-    };
-    let matches = |item: &Item, want: &Value| item.value.get(key).is_some_and(|k| json_eq(k, want));
-
-    let mut rest: Vec<&Value> = Vec::with_capacity(patch.len());
-    let mut replace = false;
-    for element in patch {
-        let Value::Object(map) = element else {
-            return Err(ApiError::bad_request(format!(
-                "list {path:?} merges by {key:?}, but a patch element is a {}: {element}",
-                go_type(element)
-            )));
-        };
-        match map.get(DIRECTIVE) {
-            None => rest.push(element),
-            Some(directive) => match directive.as_str() {
-                Some("delete") => {
-                    let want = key_of(element)?;
-                    items.retain(|item| !matches(item, want));
-                }
-                Some("replace") => replace = true,
-                Some("merge") => {
-                    return Err(ApiError::bad_request(format!(
-                        "merging lists cannot yet be specified in the patch (at {path:?})"
-                    )))
-                }
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "unknown patch type: {directive} in list element {element} (at {path:?})"
-                    )))
-                }
-            },
-        }
-    }
-    if replace {
-        let mut list = Vec::with_capacity(rest.len());
-        for element in rest {
-            if let Some(v) = smp_fresh(element, "", None, path)? {
-                list.push(v);
-            }
-        }
-        return Ok(Keyed::Replaced(list));
-    }
-
-    for element in &rest {
-        let want = key_of(element)?;
-        let Value::Object(p) = element else {
-            continue;
-        };
-        match items.iter_mut().find(|item| matches(item, want)) {
-            Some(item) => {
-                if let Value::Object(existing) = &mut item.value {
-                    // A `$patch` directive was taken out above, so the element stays.
-                    smp_object(existing, p, path)?;
-                }
-            }
-            None => {
-                let mut fresh = Map::new();
-                smp_object(&mut fresh, p, path)?;
-                items.push(Item {
-                    value: Value::Object(fresh),
-                    orig: None,
-                });
-            }
-        }
-    }
-    Ok(Keyed::Merged(items, rest))
+/// One JSON patch operation, decoded as it is applied; the error is the cause.
+fn apply_op(doc: &mut Value, op: Value) -> Result<(), String> {
+    let op: json_patch::PatchOperation = serde_json::from_value(op).map_err(|e| e.to_string())?;
+    // A failed patch discards the whole document, so the undo log `patch`
+    // keeps for a partial failure would be wasted work.
+    json_patch::patch_unsafe(doc, std::slice::from_ref(&op)).map_err(|e| e.kind.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -985,6 +248,10 @@ fn decode_apply(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         ))),
     }
 }
+
+mod strategic;
+
+use strategic::strategic_merge;
 
 #[cfg(test)]
 mod tests;

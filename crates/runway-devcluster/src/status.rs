@@ -13,7 +13,8 @@ pub struct Cause {
 }
 
 /// A failed request, rendered as a Status body with the matching HTTP code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
 pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
@@ -186,8 +187,29 @@ impl ApiError {
         ApiError::new(503, "ServiceUnavailable", message)
     }
 
-    pub fn timeout(message: impl Into<String>) -> ApiError {
-        ApiError::new(504, "Timeout", message)
+    /// 504 as apimachinery's `NewTimeoutError` words it, asking the client
+    /// to retry after `retry_after` seconds.
+    pub fn timeout(message: &str, retry_after: u32) -> ApiError {
+        let mut e = ApiError::new(504, "Timeout", format!("Timeout: {message}"));
+        e.details = Some(json!({"retryAfterSeconds": retry_after}));
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// A read from a resourceVersion the cluster has not reached: the real
+    /// API server waits up to 3 s for its cache and then answers this
+    /// (storage's `NewTooLargeResourceVersionError`); the dev cluster's store
+    /// is never behind, so it answers at once.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> ApiError {
+        let mut e = ApiError::timeout(
+            &format!("Too large resource version: {requested}, current: {current}"),
+            1,
+        );
+        if let Some(details) = &mut e.details {
+            details["causes"] = json!([{"reason": "ResourceVersionTooLarge",
+                                        "message": "Too large resource version"}]);
+        }
+        e
     }
 
     /// The Status body.
@@ -207,11 +229,3 @@ impl ApiError {
         s
     }
 }
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.code, self.reason, self.message)
-    }
-}
-
-impl std::error::Error for ApiError {}

@@ -2,6 +2,10 @@
 //! etcd gives the real API server, current objects by key, and a bounded log
 //! of changes that serves watch resumption and lists at an older revision.
 //! Synchronous and pure: the server wraps it in a lock and fans events out.
+//!
+//! Layout: `list` (lists at the current revision or a snapshot, paginated),
+//! `index` (the label and owner indexes that keep lists and the garbage
+//! collector from scanning every object).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -137,9 +141,6 @@ pub struct Store {
     by_owner: HashMap<String, BTreeSet<Key>>,
 }
 
-/// What no label index entry holds.
-static NO_KEYS: BTreeSet<Key> = BTreeSet::new();
-
 impl Store {
     pub fn new(config: StoreConfig) -> Store {
         let start = config.first_revision.max(1) - 1;
@@ -239,142 +240,6 @@ impl Store {
         Ok(self.record(rev, kind, EventType::Deleted, Arc::new(last), Some(prev)))
     }
 
-    /// Objects of a kind in key order (namespace/name, as etcd returns them),
-    /// filtered by `keep`, at the current revision or a snapshot.
-    pub fn list(
-        &self,
-        q: &ListQuery<'_>,
-        mut keep: impl FnMut(&Value) -> bool,
-    ) -> Result<ListPage, ApiError> {
-        let at = q.at.unwrap_or(self.rev);
-        if at > self.rev {
-            return Err(ApiError::timeout(format!(
-                "Too large resource version: {at}, current: {}",
-                self.rev
-            )));
-        }
-        let lo = Key {
-            kind: q.kind as u8,
-            namespace: q.namespace.unwrap_or("").to_owned(),
-            name: String::new(),
-        };
-        let in_scope =
-            |k: &Key| k.kind == q.kind as u8 && q.namespace.is_none_or(|ns| k.namespace == ns);
-        let start = match q.after {
-            Some(after) if *after >= lo => std::ops::Bound::Excluded(after.clone()),
-            _ => std::ops::Bound::Included(lo),
-        };
-        let range = (start, std::ops::Bound::Unbounded);
-        let snapshot;
-        let source: Box<dyn Iterator<Item = (&Key, &Obj)>> = if at != self.rev {
-            snapshot = self.snapshot(q.kind, at)?;
-            Box::new(snapshot.range(range))
-        } else if let Some(keys) = self.rarest(q.labels) {
-            Box::new(
-                keys.range(range)
-                    .filter_map(|k| self.objects.get_key_value(k)),
-            )
-        } else {
-            Box::new(self.objects.range(range))
-        };
-        let mut items = Vec::new();
-        let mut next = None;
-        let mut remaining = 0u64;
-        for (key, obj) in source {
-            if !in_scope(key) {
-                break;
-            }
-            if !has_labels(obj, q.labels) || !keep(obj) {
-                continue;
-            }
-            if q.limit > 0 && items.len() == q.limit {
-                remaining += 1;
-                continue;
-            }
-            if q.limit > 0 && items.len() + 1 == q.limit {
-                next = Some(key.clone());
-            }
-            items.push(obj.clone());
-        }
-        if remaining == 0 {
-            next = None;
-        }
-        Ok(ListPage {
-            items,
-            rev: at,
-            next,
-            remaining,
-        })
-    }
-
-    /// Current objects of `kind` in `namespace` with an owner reference to
-    /// `uid`, in key order.
-    pub fn owned_by(&self, kind: Kind, namespace: &str, uid: &str) -> Vec<Obj> {
-        let lo = Key::new(kind, namespace, "");
-        self.by_owner
-            .get(uid)
-            .into_iter()
-            .flat_map(|keys| keys.range(&lo..))
-            .take_while(|k| k.kind == kind as u8 && k.namespace == namespace)
-            .filter_map(|k| self.objects.get(k).cloned())
-            .collect()
-    }
-
-    /// The index entry of the term with the fewest objects; `None` when
-    /// there are no terms (scan the kind).
-    fn rarest(&self, terms: &[(&str, &str)]) -> Option<&BTreeSet<Key>> {
-        terms
-            .iter()
-            .map(|(k, v)| {
-                self.by_label
-                    .get(*k)
-                    .and_then(|values| values.get(*v))
-                    .unwrap_or(&NO_KEYS)
-            })
-            .min_by_key(|keys| keys.len())
-    }
-
-    fn index(&mut self, key: &Key, obj: &Value) {
-        for (k, v) in labels_of(obj) {
-            self.by_label
-                .entry(k.to_owned())
-                .or_default()
-                .entry(v.to_owned())
-                .or_default()
-                .insert(key.clone());
-        }
-        for uid in owner_uids(obj) {
-            self.by_owner
-                .entry(uid.to_owned())
-                .or_default()
-                .insert(key.clone());
-        }
-    }
-
-    fn unindex(&mut self, key: &Key, obj: &Value) {
-        for (k, v) in labels_of(obj) {
-            if let Some(values) = self.by_label.get_mut(k) {
-                if let Some(keys) = values.get_mut(v) {
-                    keys.remove(key);
-                    if keys.is_empty() {
-                        values.remove(v);
-                    }
-                }
-                if values.is_empty() {
-                    self.by_label.remove(k);
-                }
-            }
-        }
-        for uid in owner_uids(obj) {
-            if let Some(keys) = self.by_owner.get_mut(uid) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.by_owner.remove(uid);
-                }
-            }
-        }
-    }
-
     /// Every change after `rev`, oldest first; 410 Expired when compacted.
     pub fn events_after(&self, rev: u64) -> Result<Vec<Arc<Event>>, ApiError> {
         if rev < self.compacted {
@@ -419,56 +284,6 @@ impl Store {
         }
         event
     }
-
-    /// The objects of `kind` as they were at `rev`, undoing later changes.
-    fn snapshot(&self, kind: Kind, rev: u64) -> Result<BTreeMap<Key, Obj>, ApiError> {
-        if rev < self.compacted {
-            return Err(too_old(rev, self.compacted));
-        }
-        let mut map: BTreeMap<Key, Obj> = self
-            .objects
-            .iter()
-            .filter(|(k, _)| k.kind == kind as u8)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for event in self.log.iter().rev().take_while(|e| e.rev > rev) {
-            if event.kind as u8 != kind as u8 {
-                continue;
-            }
-            let key = Key::of(kind, &event.object);
-            match &event.prev {
-                Some(prev) => {
-                    map.insert(key, prev.clone());
-                }
-                None => {
-                    map.remove(&key);
-                }
-            }
-        }
-        Ok(map)
-    }
-}
-
-/// String-valued labels; anything else is equal to no selector value.
-fn labels_of(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
-    obj["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-}
-
-fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["uid"].as_str())
-}
-
-fn has_labels(obj: &Value, terms: &[(&str, &str)]) -> bool {
-    let labels = &obj["metadata"]["labels"];
-    terms.iter().all(|(k, v)| labels[*k].as_str() == Some(*v))
 }
 
 /// The revision stamped on a stored object.
@@ -487,6 +302,9 @@ fn stamp(obj: &mut Value, rev: u64) {
 fn too_old(rev: u64, compacted: u64) -> ApiError {
     ApiError::expired(format!("too old resource version: {rev} ({compacted})"))
 }
+
+mod index;
+mod list;
 
 #[cfg(test)]
 mod tests;

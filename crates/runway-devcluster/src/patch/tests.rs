@@ -76,6 +76,48 @@ fn json_patch_ops_and_failures() {
 }
 
 #[test]
+fn json_patch_errors_are_the_real_servers() {
+    // An object body (the Python client's mistake) is Go's decoder error.
+    let err = patch(json!({}), json!({"a": 1}), PatchType::Json).unwrap_err();
+    assert_eq!(err.code, 400);
+    assert_eq!(
+        err.message,
+        "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+    );
+    // Operations are decoded as they apply: an unknown op, a missing value or
+    // a pointer without its leading '/' fail the request with 422.
+    for op in [
+        json!({"op": "frobnicate", "path": "/a"}),
+        json!({"op": "add", "path": "/a"}),
+        json!({"op": "add", "path": "a", "value": 1}),
+        json!(null),
+    ] {
+        let err = patch(json!({}), json!([op]), PatchType::Json).unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"), "{op}");
+        assert!(
+            err.message
+                .starts_with("the server rejected our request due to an error in our request"),
+            "{}",
+            err.message
+        );
+    }
+    // A failed operation leaves nothing half-applied: the target is untouched.
+    let target = json!({"a": 1});
+    let err = patch(
+        target.clone(),
+        json!([{"op": "add", "path": "/b", "value": 2}, {"op": "remove", "path": "/nope"}]),
+        PatchType::Json,
+    );
+    assert!(err.is_err());
+    assert_eq!(target, json!({"a": 1}));
+    // `null` is an empty patch, as Go decodes it.
+    assert_eq!(
+        patch(json!({"a": 1}), json!(null), PatchType::Json).unwrap(),
+        json!({"a": 1})
+    );
+}
+
+#[test]
 fn strategic_merge_keys_containers_by_name_and_env_by_name() {
     let target = json!({"spec": {"containers": [
         {"name": "a", "image": "x:1", "env": [{"name": "K", "value": "1"}]},

@@ -1,0 +1,121 @@
+//! The Job controller's writes to pods: creating them from the template,
+//! deleting them, and releasing the job-tracking finalizer.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{JobKey, State, COMPONENT, TRACKING_FINALIZER};
+use crate::api::{ns_name, Cluster, DeleteOptions};
+use crate::validate::Kind;
+
+/// The uid and name of the Job controlling `obj`, if any.
+pub(super) fn controller_owner(obj: &Value) -> Option<(String, String)> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == "Job" && r["controller"] == true)
+        .and_then(|r| {
+            Some((
+                r["uid"].as_str()?.to_owned(),
+                r["name"].as_str()?.to_owned(),
+            ))
+        })
+}
+
+/// Creates one pod from the Job's template; records FailedCreate on error.
+pub(super) fn create_pod(cluster: &Cluster, job: &Value) -> Option<Arc<Value>> {
+    let (ns, name) = ns_name(job);
+    let template = &job["spec"]["template"];
+    let mut meta = template["metadata"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    meta.remove("name");
+    // Generated names are capped so the random suffix fits in 63 characters.
+    let prefix: String = format!("{name}-").chars().take(58).collect();
+    meta.insert("generateName".into(), json!(prefix));
+    meta.insert(
+        "ownerReferences".into(),
+        json!([{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                "uid": job["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]),
+    );
+    meta.insert("finalizers".into(), json!([TRACKING_FINALIZER]));
+    let pod = json!({"metadata": meta, "spec": template["spec"]});
+    match cluster.create(Kind::Pod, &ns, pod, false) {
+        Ok(created) => {
+            let pod_name = created["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            cluster.record_event(
+                Kind::Job,
+                job,
+                "Normal",
+                "SuccessfulCreate",
+                &format!("Created pod: {pod_name}"),
+                COMPONENT,
+            );
+            Some(created)
+        }
+        Err(err) => {
+            cluster.record_event(
+                Kind::Job,
+                job,
+                "Warning",
+                "FailedCreate",
+                &format!("Error creating: {}", err.message),
+                COMPONENT,
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn delete_pod(cluster: &Cluster, pod: &Value) {
+    let (ns, name) = ns_name(pod);
+    let _ = cluster.delete(Kind::Pod, &ns, &name, &DeleteOptions::default());
+}
+
+/// The Job is gone: its pods keep no tracking finalizer (kube-controller-manager
+/// releases orphans, or a deleted Job's terminating pods would stay forever).
+pub(super) fn release_orphans(cluster: &Cluster, state: &mut State, key: &JobKey) {
+    let Some(uid) = state.owner_uid.get(key).cloned() else {
+        return;
+    };
+    let pods = state.pods_by_owner.get(&uid).cloned().unwrap_or_default();
+    for (ns, name) in &pods {
+        if let Ok(pod) = cluster.get(Kind::Pod, ns, name) {
+            if controller_owner(&pod).is_none_or(|(u, _)| u == uid) {
+                release_finalizer(cluster, &pod);
+            }
+        }
+    }
+    if pods.is_empty() {
+        state.owner_uid.remove(key);
+        state.pods_by_owner.remove(&uid);
+    }
+}
+
+pub(super) fn has_tracking_finalizer(pod: &Value) -> bool {
+    pod["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER))
+}
+
+pub(super) fn release_finalizer(cluster: &Cluster, pod: &Value) {
+    if !has_tracking_finalizer(pod) {
+        return;
+    }
+    let (ns, name) = ns_name(pod);
+    let _ = cluster.update_status_with(Kind::Pod, &ns, &name, |p| {
+        if let Some(meta) = p["metadata"].as_object_mut() {
+            if let Some(Value::Array(f)) = meta.get_mut("finalizers") {
+                f.retain(|x| x != TRACKING_FINALIZER);
+                if f.is_empty() {
+                    meta.remove("finalizers");
+                }
+            }
+        }
+    });
+}
