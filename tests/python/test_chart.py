@@ -468,7 +468,7 @@ def test_existing_secrets_are_referenced_not_rendered():
     assert mounts["tls"] == "/etc/runway/tls" and mounts["token"] == "/etc/runway/token"
     spec = launcher["spec"]["template"]["spec"]
     assert spec["imagePullSecrets"] == [{"name": "regcred"}]
-    assert lc["image"] == "runway@sha256:" + "a" * 64
+    assert lc["image"] == "localhost/runway@sha256:" + "a" * 64
     sa = ch.one(o, "ServiceAccount", "runway")
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::1:role/runway"
 

@@ -11,6 +11,7 @@ pub mod instance;
 pub mod launcher;
 pub mod names;
 pub mod pyfmt;
+pub mod rules;
 pub mod serdes;
 pub mod step;
 pub mod tags;

@@ -25,12 +25,13 @@ use crate::dagster::launcher::{
 use crate::dagster::names::run_job_name;
 use crate::dagster::step::StepTask;
 use crate::dagster::tags::{check_tags, user_config_from_tags};
+use crate::dagster::version::Target;
 use crate::dagster::{self, Env};
 use crate::k8s::config::schema::ids;
 use crate::k8s::config::{
     check_allowlist, filter_env_vars, path, snake_case_dict, Allowlist, Map, Section, UserConfig,
 };
-use crate::k8s::job::{build_job, JobConfig, JobRequest};
+use crate::k8s::job::{build_job, env_var, JobConfig, JobRequest};
 
 /// Why a case could not be rendered.
 #[derive(Debug, Error)]
@@ -55,6 +56,8 @@ pub struct Rendered {
 /// A run launch as the daemon describes it.
 #[derive(Debug, Clone)]
 pub struct RunCase {
+    /// The caller's Dagster: the Job is rendered as that release builds it.
+    pub target: Target,
     pub launcher_class: LauncherClass,
     pub launcher: Value,
     pub run_id: String,
@@ -89,6 +92,7 @@ pub fn render_run_loaded(
     launcher: &Launcher,
     env: &dyn Env,
 ) -> Result<Rendered, Error> {
+    launcher.check_release(&case.target.rules)?;
     match launcher.class {
         LauncherClass::K8s => render_k8s_run(case, launcher, env),
         LauncherClass::CeleryK8s => render_celery_run(case, launcher, env),

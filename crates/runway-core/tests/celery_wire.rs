@@ -54,9 +54,10 @@ fn the_messages_dagster_publishes_decode_and_other_serializers_are_refused() {
                 assert_eq!(t.embed["chord"], Value::Null);
                 assert_eq!(t.origin.as_deref(), Some("gen4242@runway-fixture"));
                 // The kwargs are the step Job builder's input.
-                let task = runway_core::dagster::step::StepTask::from_kwargs(&Value::Object(
-                    t.kwargs.clone(),
-                ));
+                let task = runway_core::dagster::step::StepTask::from_kwargs(
+                    &Value::Object(t.kwargs.clone()),
+                    &runway_core::dagster::version::Target::newest(),
+                );
                 assert!(task.is_ok(), "{:?}", task.err());
             }
             other => match decoded {

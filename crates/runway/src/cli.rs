@@ -28,9 +28,13 @@ pub struct Cli {
 pub enum Command {
     /// Print the batch/v1 Job Runway would submit for a run or step case file.
     Render {
-        /// A case file (JSON or YAML): `{"kind": "run", ...}` or `{"kind": "step", ...}`.
-        #[arg(long)]
-        case: PathBuf,
+        /// A case file (JSON or YAML): `{"kind": "run", ...}` or `{"kind": "step", ...}`,
+        /// with an optional `"dagster_version"` (default: the newest supported).
+        #[arg(long, required_unless_present = "profiles")]
+        case: Option<PathBuf>,
+        /// Print the supported Dagster releases and their Job-shape profiles instead.
+        #[arg(long, conflicts_with = "case")]
+        profiles: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Json)]
         output: Output,

@@ -49,7 +49,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Render { case, output } => cli::render::run(&case, output),
+        Command::Render {
+            case: Some(case),
+            output,
+            ..
+        } => cli::render::run(&case, output),
+        Command::Render { .. } => Ok(cli::render::profiles()),
         Command::Client(args) => {
             runtime()?.block_on(cli::client::run(args))?;
             Ok(ExitCode::SUCCESS)

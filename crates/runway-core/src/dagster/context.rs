@@ -1,13 +1,21 @@
-//! `K8sContainerContext`: the launcher's base layer and the code location's
-//! container context, each turned into raw config and merged as dagster-k8s
-//! merges them.
+//! `K8sContainerContext`: the launcher's layer, the code location's
+//! container context and the run tags, parsed into [`Layer`]s and merged as
+//! the caller's release merges them: field by field (`fields`, until 1.7) or
+//! as raw config (`raw`, from 1.7).
+
+mod fields;
+mod raw;
 
 use serde_json::Value;
 
 use super::config::{dflt, implicit, opt, process, Field, Mode, Ty};
 use super::launcher::{Launcher, CONTAINER_FIELDS, USER_DEFINED_SCHEMA};
-use super::{parse_env_var, Env, Error};
-use crate::k8s::config::{merge_user_configs, path, Map, Section, UserConfig};
+use super::rules::Rules;
+use super::{Env, Error};
+use crate::k8s::config::{path, Map, Section, UserConfig};
+
+pub use fields::FieldsContext;
+pub use raw::ContainerContext;
 
 /// The container-level fields shared by launcher config and container context.
 #[derive(Debug, Clone, Default)]
@@ -28,44 +36,19 @@ pub struct ContainerFields {
     pub env: Vec<Value>,
 }
 
-/// The merged run config and namespace of one layer.
+/// One layer as its config gives it, before any merging.
 #[derive(Debug, Clone, Default)]
-pub struct ContainerContext {
+pub struct Layer {
+    pub fields: ContainerFields,
     pub run_k8s_config: UserConfig,
     pub namespace: Option<String>,
+    /// Where the layer came from, for error paths.
+    pub at: String,
 }
 
-impl ContainerContext {
-    /// `K8sContainerContext.__new__`: the top-level fields become raw config,
-    /// then `run_k8s_config` is merged on top with its own merge behaviour.
-    pub fn new(
-        fields: &ContainerFields,
-        run_k8s_config: UserConfig,
-        namespace: Option<String>,
-        env: &dyn Env,
-        at: &str,
-    ) -> Result<ContainerContext, Error> {
-        let base = base_user_config(fields, env, at)?;
-        Ok(ContainerContext {
-            run_k8s_config: merge_user_configs(&base, &run_k8s_config)?,
-            namespace,
-        })
-    }
-
-    /// `K8sContainerContext.merge`: `other` is the more specific layer.
-    pub fn merge(&self, other: &ContainerContext) -> Result<ContainerContext, Error> {
-        Ok(ContainerContext {
-            run_k8s_config: merge_user_configs(&self.run_k8s_config, &other.run_k8s_config)?,
-            namespace: other
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .or_else(|| self.namespace.clone()),
-        })
-    }
-
+impl Layer {
     /// The launcher's layer (`create_for_run` with a launcher).
-    pub fn for_launcher(launcher: &Launcher, env: &dyn Env) -> Result<ContainerContext, Error> {
+    pub fn launcher(launcher: &Launcher, rules: &Rules) -> Result<Layer, Error> {
         let fields = ContainerFields {
             image_pull_policy: Some(launcher.image_pull_policy.clone()),
             image_pull_secrets: launcher.image_pull_secrets.clone(),
@@ -81,24 +64,37 @@ impl ContainerContext {
             security_context: launcher.security_context.clone(),
             env: Vec::new(),
         };
-        let run = UserConfig::from_dict(&launcher.run_k8s_config, "launcher.run_k8s_config")?;
-        let layer = ContainerContext::new(
-            &fields,
-            run,
-            Some(launcher.job_namespace.clone()),
-            env,
-            "launcher",
+        let run_k8s_config = UserConfig::from_dict_as(
+            &launcher.run_k8s_config,
+            "launcher.run_k8s_config",
+            &Section::ALL[..6],
+            rules.merge_default(),
         )?;
-        ContainerContext::default().merge(&layer)
+        Ok(Layer {
+            fields,
+            run_k8s_config,
+            namespace: Some(launcher.job_namespace.clone()),
+            at: "launcher".into(),
+        })
     }
 
-    /// `create_from_config`: a code location's `container_context` (shared
-    /// `env_vars`, then its `k8s` section).
-    pub fn from_container_context(
+    /// The run tags' layer: only raw config.
+    pub fn tags(run_k8s_config: UserConfig) -> Layer {
+        Layer {
+            run_k8s_config,
+            at: "tags".into(),
+            ..Layer::default()
+        }
+    }
+
+    /// `create_from_config`: a code location's `container_context` gives the
+    /// shared `env_vars` layer, then its `k8s` section's layer (when set).
+    pub fn code_location(
         container_context: &Value,
         env: &dyn Env,
         at: &str,
-    ) -> Result<ContainerContext, Error> {
+        rules: &Rules,
+    ) -> Result<Vec<Layer>, Error> {
         let shared = process(
             &Ty::Permissive(SHARED_FIELDS),
             container_context,
@@ -106,81 +102,155 @@ impl ContainerContext {
             env,
             Mode::Process,
         )?;
-        let shared_fields = ContainerFields {
-            env_vars: strings(shared.get("env_vars")),
-            ..ContainerFields::default()
-        };
-        let shared_ctx =
-            ContainerContext::new(&shared_fields, UserConfig::default(), None, env, at)?;
+        let mut layers = vec![Layer {
+            fields: ContainerFields {
+                env_vars: strings(shared.get("env_vars")),
+                ..ContainerFields::default()
+            },
+            run_k8s_config: UserConfig::from_dict_as(&Map::new(), at, &[], rules.merge_default())?,
+            at: at.to_owned(),
+            ..Layer::default()
+        }];
         let k8s_at = path::key(at, "k8s");
-        let k8s = match container_context.get("k8s") {
-            None | Some(Value::Null) => return Ok(shared_ctx),
-            Some(Value::Object(o)) if o.is_empty() => return Ok(shared_ctx),
-            Some(v) => v,
-        };
-        let processed = process(
-            &Ty::Shape(context_schema()),
-            k8s,
-            &k8s_at,
-            env,
-            Mode::Process,
-        )?;
-        let get = |k: &str| processed.get(k).filter(|v| !v.is_null());
-        let object = |k: &str| {
-            get(k)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let list = |k: &str| {
-            get(k)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let string = |k: &str| get(k).and_then(Value::as_str).map(str::to_owned);
-
-        // Server config never reaches a run Job, but Dagster still converts it,
-        // so its mistakes are refused here too.
-        let server = object("server_k8s_config");
-        for section in [
-            Section::ContainerConfig,
-            Section::PodSpecConfig,
-            Section::PodTemplateSpecMetadata,
-            Section::DeploymentMetadata,
-            Section::ServiceMetadata,
-            Section::ServiceSpecConfig,
-        ] {
-            if let Some(Value::Object(raw)) = server.get(section.name()) {
-                let mut scratch = UserConfig::default();
-                let here = path::key(&path::key(&k8s_at, "server_k8s_config"), section.name());
-                scratch.set_raw(section, raw, &here)?;
-            }
+        match container_context.get("k8s") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) if o.is_empty() => {}
+            Some(k8s) => layers.push(k8s_layer(k8s, env, &k8s_at, rules)?),
         }
-
-        let labels = object("labels");
-        let fields = ContainerFields {
-            image_pull_policy: string("image_pull_policy"),
-            image_pull_secrets: list("image_pull_secrets"),
-            service_account_name: string("service_account_name"),
-            env_config_maps: strings(get("env_config_maps")),
-            env_secrets: strings(get("env_secrets")),
-            env_vars: strings(get("env_vars")),
-            volume_mounts: list("volume_mounts"),
-            volumes: list("volumes"),
-            labels,
-            resources: object("resources"),
-            scheduler_name: string("scheduler_name"),
-            security_context: object("security_context"),
-            env: list("env"),
-        };
-        let run = UserConfig::from_dict(
-            &object("run_k8s_config"),
-            &path::key(&k8s_at, "run_k8s_config"),
-        )?;
-        let ctx = ContainerContext::new(&fields, run, string("namespace"), env, &k8s_at)?;
-        shared_ctx.merge(&ctx)
+        Ok(layers)
     }
+}
+
+/// The `k8s` section of a container context, checked against the keys the
+/// caller's release accepts.
+fn k8s_layer(k8s: &Value, env: &dyn Env, at: &str, rules: &Rules) -> Result<Layer, Error> {
+    check_release_keys(k8s, at, rules)?;
+    let processed = process(&Ty::Shape(context_schema()), k8s, at, env, Mode::Process)?;
+    let get = |k: &str| processed.get(k).filter(|v| !v.is_null());
+    let object = |k: &str| {
+        get(k)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let list = |k: &str| {
+        get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let string = |k: &str| get(k).and_then(Value::as_str).map(str::to_owned);
+    check_server_config(&object("server_k8s_config"), at)?;
+    let fields = ContainerFields {
+        image_pull_policy: string("image_pull_policy"),
+        image_pull_secrets: list("image_pull_secrets"),
+        service_account_name: string("service_account_name"),
+        env_config_maps: strings(get("env_config_maps")),
+        env_secrets: strings(get("env_secrets")),
+        env_vars: strings(get("env_vars")),
+        volume_mounts: list("volume_mounts"),
+        volumes: list("volumes"),
+        labels: object("labels"),
+        resources: object("resources"),
+        scheduler_name: string("scheduler_name"),
+        security_context: object("security_context"),
+        env: list("env"),
+    };
+    let run_k8s_config = UserConfig::from_dict_as(
+        &object("run_k8s_config"),
+        &path::key(at, "run_k8s_config"),
+        &Section::ALL[..6],
+        rules.merge_default(),
+    )?;
+    Ok(Layer {
+        fields,
+        run_k8s_config,
+        namespace: string("namespace"),
+        at: at.to_owned(),
+    })
+}
+
+/// Keys of `config_type_container_context` that arrived after the caller's
+/// release: its schema refuses them ("Errors while parsing k8s container context").
+fn check_release_keys(k8s: &Value, at: &str, rules: &Rules) -> Result<(), Error> {
+    let sub = |section: &str, key: &str| {
+        k8s.get(section)
+            .and_then(Value::as_object)
+            .is_some_and(|o| o.contains_key(key))
+    };
+    let late: [(bool, bool, String, &'static str); 7] = [
+        (
+            rules.context_env,
+            k8s.get("env").is_some(),
+            path::key(at, "env"),
+            "1.1.21",
+        ),
+        (
+            rules.server_replica_count,
+            k8s.get("server_replica_count").is_some(),
+            path::key(at, "server_replica_count"),
+            "1.13.5",
+        ),
+        (
+            rules.merge_behavior_key,
+            sub("run_k8s_config", "merge_behavior"),
+            path::key(&path::key(at, "run_k8s_config"), "merge_behavior"),
+            "1.5.3",
+        ),
+        (
+            rules.merge_behavior_key,
+            sub("server_k8s_config", "merge_behavior"),
+            path::key(&path::key(at, "server_k8s_config"), "merge_behavior"),
+            "1.5.3",
+        ),
+        (
+            rules.metadata_sections,
+            sub("server_k8s_config", "deployment_metadata"),
+            path::key(&path::key(at, "server_k8s_config"), "deployment_metadata"),
+            "1.8.11",
+        ),
+        (
+            rules.metadata_sections,
+            sub("server_k8s_config", "service_metadata"),
+            path::key(&path::key(at, "server_k8s_config"), "service_metadata"),
+            "1.8.11",
+        ),
+        (
+            rules.service_spec_config,
+            sub("server_k8s_config", "service_spec_config"),
+            path::key(&path::key(at, "server_k8s_config"), "service_spec_config"),
+            "1.12.20",
+        ),
+    ];
+    match late.into_iter().find(|(known, used, _, _)| !known && *used) {
+        Some((_, _, path, since)) => Err(Error::NotInVersion {
+            path,
+            version: rules.version.to_string(),
+            since,
+            fix: "remove it from the code location's container context, or upgrade Dagster",
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Server config never reaches a run Job, but Dagster still converts it, so
+/// its mistakes are refused here too.
+fn check_server_config(server: &Map, at: &str) -> Result<(), Error> {
+    for section in [
+        Section::ContainerConfig,
+        Section::PodSpecConfig,
+        Section::PodTemplateSpecMetadata,
+        Section::DeploymentMetadata,
+        Section::ServiceMetadata,
+        Section::ServiceSpecConfig,
+    ] {
+        if let Some(Value::Object(raw)) = server.get(section.name()) {
+            let mut scratch = UserConfig::default();
+            let here = path::key(&path::key(at, "server_k8s_config"), section.name());
+            scratch.set_raw(section, raw, &here)?;
+        }
+    }
+    Ok(())
 }
 
 const SHARED_FIELDS: &[Field] = &[opt("env_vars", Ty::Array(&Ty::Str))];
@@ -197,7 +267,8 @@ const SERVER_K8S_FIELDS: &[Field] = &[
 
 const ENV_FIELDS: &[Field] = &[super::config::req("name", Ty::Str)];
 
-/// `config_type_container_context()`.
+/// `config_type_container_context()` of the newest release; older releases
+/// refuse the later keys first ([`check_release_keys`]).
 fn context_schema() -> &'static [Field] {
     static SCHEMA: std::sync::OnceLock<Vec<Field>> = std::sync::OnceLock::new();
     SCHEMA.get_or_init(|| {
@@ -221,78 +292,4 @@ fn strings(v: Option<&Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// `_get_base_user_defined_k8s_config`: top-level fields as raw config.
-fn base_user_config(f: &ContainerFields, env: &dyn Env, at: &str) -> Result<UserConfig, Error> {
-    let mut container = Map::new();
-    let mut pod_spec = Map::new();
-    let mut pod_meta = Map::new();
-    let mut job_meta = Map::new();
-    if !f.volume_mounts.is_empty() {
-        container.insert(
-            "volume_mounts".into(),
-            Value::Array(f.volume_mounts.clone()),
-        );
-    }
-    if !f.resources.is_empty() {
-        container.insert("resources".into(), Value::Object(f.resources.clone()));
-    }
-    if !f.image_pull_secrets.is_empty() {
-        pod_spec.insert(
-            "image_pull_secrets".into(),
-            Value::Array(f.image_pull_secrets.clone()),
-        );
-    }
-    if !f.volumes.is_empty() {
-        pod_spec.insert("volumes".into(), Value::Array(f.volumes.clone()));
-    }
-    if !f.labels.is_empty() {
-        pod_meta.insert("labels".into(), Value::Object(f.labels.clone()));
-        job_meta.insert("labels".into(), Value::Object(f.labels.clone()));
-    }
-    if let Some(p) = f.image_pull_policy.as_ref().filter(|p| !p.is_empty()) {
-        container.insert("image_pull_policy".into(), Value::String(p.clone()));
-    }
-    if let Some(sa) = f.service_account_name.as_ref().filter(|s| !s.is_empty()) {
-        pod_spec.insert("service_account_name".into(), Value::String(sa.clone()));
-    }
-    let mut env_from: Vec<Value> = f
-        .env_config_maps
-        .iter()
-        .map(|n| serde_json::json!({"config_map_ref": {"name": n}}))
-        .collect();
-    env_from.extend(
-        f.env_secrets
-            .iter()
-            .map(|n| serde_json::json!({"secret_ref": {"name": n}})),
-    );
-    if !env_from.is_empty() {
-        container.insert("env_from".into(), Value::Array(env_from));
-    }
-    let env_at = path::key(at, "env_vars");
-    let mut env_list = Vec::with_capacity(f.env_vars.len() + f.env.len());
-    for (i, spec) in f.env_vars.iter().enumerate() {
-        let (name, value) = parse_env_var(spec, env, &path::index(&env_at, i))?;
-        env_list.push(serde_json::json!({"name": name, "value": value}));
-    }
-    env_list.extend(f.env.iter().cloned());
-    if !env_list.is_empty() {
-        container.insert("env".into(), Value::Array(env_list));
-    }
-    if let Some(s) = f.scheduler_name.as_ref().filter(|s| !s.is_empty()) {
-        pod_spec.insert("scheduler_name".into(), Value::String(s.clone()));
-    }
-    if !f.security_context.is_empty() {
-        container.insert(
-            "security_context".into(),
-            Value::Object(f.security_context.clone()),
-        );
-    }
-    let mut config = UserConfig::default();
-    config.set_raw(Section::ContainerConfig, &container, at)?;
-    config.set_raw(Section::PodSpecConfig, &pod_spec, at)?;
-    config.set_raw(Section::PodTemplateSpecMetadata, &pod_meta, at)?;
-    config.set_raw(Section::JobMetadata, &job_meta, at)?;
-    Ok(config)
 }

@@ -23,6 +23,15 @@ pub enum Error {
     EnvVarNotSet { path: String, var: String },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    #[error(
+        "{path}: Dagster {version} does not accept this key (it arrived in Dagster {since}); {fix}"
+    )]
+    NotInVersion {
+        path: String,
+        version: String,
+        since: &'static str,
+        fix: &'static str,
+    },
     #[error(transparent)]
     K8s(#[from] crate::k8s::config::Error),
 }

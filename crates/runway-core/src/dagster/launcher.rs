@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::config::{dflt, implicit, opt, process, req, Field, Mode, Ty};
+use super::rules::Rules;
 use super::{Env, Error};
 use crate::k8s::config::{path, Map};
 
@@ -191,6 +192,8 @@ pub struct Launcher {
     pub only_allow_user_defined_env_vars: Option<Vec<String>>,
     /// The processed config value, as `from_config_value` receives it.
     pub processed: Map,
+    /// The top-level keys the config gave (before defaults were filled in).
+    pub given: Vec<String>,
 }
 
 impl Launcher {
@@ -203,6 +206,10 @@ impl Launcher {
         } else {
             config.clone()
         };
+        let given = config
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
         let shape: &'static [Field] = match class {
             LauncherClass::K8s => k8s_schema(),
             LauncherClass::CeleryK8s => celery_schema(),
@@ -324,7 +331,71 @@ impl Launcher {
             only_allow_user_defined_env_vars: get("only_allow_user_defined_env_vars")
                 .map(|_| strings("only_allow_user_defined_env_vars")),
             processed,
+            given,
         })
+    }
+
+    /// Refuses keys the caller's release does not know: its schema (or its
+    /// `__init__`) rejects them, so the stock launcher would not load.
+    pub fn check_release(&self, rules: &Rules) -> Result<(), Error> {
+        let celery = self.class == LauncherClass::CeleryK8s;
+        let allowlist_namespace = self
+            .only_allow_user_defined_k8s_config_fields
+            .as_ref()
+            .is_some_and(|a| a.contains_key("namespace"));
+        let late: [(&str, bool, bool, &'static str, &'static str); 5] = [
+            (
+                "launcher.job_namespace",
+                celery && !rules.celery_launcher_namespace,
+                self.gave("job_namespace"),
+                "1.2.2",
+                "set job_namespace in the celery_k8s_job_executor config instead",
+            ),
+            (
+                "launcher.k8s_api_ssl_ca_cert_file",
+                !rules.service_spec_config,
+                self.gave("k8s_api_ssl_ca_cert_file"),
+                "1.12.20",
+                "remove it (the release reads the CA from the kubeconfig)",
+            ),
+            (
+                "launcher.only_allow_user_defined_k8s_config_fields",
+                !rules.allowlists,
+                self.gave("only_allow_user_defined_k8s_config_fields"),
+                "1.6.3",
+                "remove it, or upgrade Dagster",
+            ),
+            (
+                "launcher.only_allow_user_defined_env_vars",
+                !rules.allowlists,
+                self.gave("only_allow_user_defined_env_vars"),
+                "1.6.3",
+                "remove it, or upgrade Dagster",
+            ),
+            (
+                "launcher.only_allow_user_defined_k8s_config_fields.namespace",
+                !rules.metadata_sections,
+                allowlist_namespace,
+                "1.8.11",
+                "remove it, or upgrade Dagster",
+            ),
+        ];
+        match late
+            .into_iter()
+            .find(|(_, unknown, used, _, _)| *unknown && *used)
+        {
+            Some((key, _, _, since, fix)) => Err(Error::NotInVersion {
+                path: key.to_owned(),
+                version: rules.version.to_string(),
+                since,
+                fix,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn gave(&self, key: &str) -> bool {
+        self.given.iter().any(|k| k == key)
     }
 }
 

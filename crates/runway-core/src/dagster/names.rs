@@ -4,9 +4,6 @@ use md5::{Digest, Md5};
 
 use super::Error;
 
-/// The Dagster version whose labels Runway reproduces (`app.kubernetes.io/version`).
-pub const DAGSTER_VERSION: &str = "1.13.27";
-
 /// Kubernetes names Dagster creates are capped at this length.
 pub const MAX_K8S_NAME_LEN: usize = 63;
 
@@ -74,15 +71,13 @@ pub fn sanitize_label(value: &str) -> String {
         .to_owned()
 }
 
-/// `get_common_labels` plus the component.
-pub fn common_labels(component: &str) -> Vec<(String, String)> {
+/// `get_common_labels` plus the component; `version` is the caller's
+/// `dagster.__version__` (every release stamps its own).
+pub fn common_labels(component: &str, version: &str) -> Vec<(String, String)> {
     vec![
         ("app.kubernetes.io/name".into(), "dagster".into()),
         ("app.kubernetes.io/instance".into(), "dagster".into()),
-        (
-            "app.kubernetes.io/version".into(),
-            sanitize_label(DAGSTER_VERSION),
-        ),
+        ("app.kubernetes.io/version".into(), sanitize_label(version)),
         ("app.kubernetes.io/part-of".into(), "dagster".into()),
         ("app.kubernetes.io/component".into(), component.into()),
     ]

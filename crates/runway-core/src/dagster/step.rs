@@ -5,6 +5,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::config::{dflt, opt, process, req, Field, Mode, Ty};
+use super::rules::Rules;
+use super::version::Target;
 use super::{names, pyfmt, Env, Error};
 use crate::k8s::config::schema::ids;
 use crate::k8s::config::{merge_user_configs, path, snake_case_dict, Map, UserConfig};
@@ -13,6 +15,9 @@ use crate::k8s::job::JobConfig;
 /// A step Job request derived from the task kwargs alone.
 #[derive(Debug, Clone)]
 pub struct StepTask {
+    /// The Dagster whose task body this is (the kwargs do not say; the
+    /// worker is told).
+    pub target: Target,
     pub run_id: String,
     pub step_key: String,
     /// `pipeline_origin.pipeline_name` (the run record's job name in Dagster).
@@ -69,9 +74,10 @@ impl Env for NoEnv {
 }
 
 impl StepTask {
-    /// Reads the kwargs exactly as the task signature takes them.
-    pub fn from_kwargs(kwargs: &Value) -> Result<StepTask, Error> {
+    /// Reads the kwargs exactly as the task signature of `target` takes them.
+    pub fn from_kwargs(kwargs: &Value, target: &Target) -> Result<StepTask, Error> {
         const AT: &str = "task_kwargs";
+        let rules = &target.rules;
         let kw = process(&Ty::Shape(KWARG_FIELDS), kwargs, AT, &NoEnv, Mode::Process)?;
         let get = |k: &str| kw.get(k).filter(|v| !v.is_null());
 
@@ -80,7 +86,7 @@ impl StepTask {
             .cloned()
             .unwrap_or_default();
         let args_at = path::key(AT, "execute_step_args_packed");
-        let step_args = normalize_step_args(&packed, &args_at)?;
+        let step_args = normalize_step_args(&packed, &args_at, rules)?;
         let run_id = str_field(&step_args, "pipeline_run_id", &args_at)?;
         let step_keys = step_args
             .get("step_keys_to_execute")
@@ -132,25 +138,20 @@ impl StepTask {
             get("job_config_dict").and_then(Value::as_object),
             &path::key(AT, "job_config_dict"),
         )?;
-        let tag_config = UserConfig::from_dict(
+        let tag_config = UserConfig::from_dict_as(
             &get("user_defined_k8s_config_dict")
                 .and_then(Value::as_object)
                 .cloned()
                 .unwrap_or_default(),
             &path::key(AT, "user_defined_k8s_config_dict"),
+            rules.user_sections(),
+            rules.merge_default(),
         )?;
-        let per_step = get("per_step_k8s_config")
-            .and_then(Value::as_object)
-            .and_then(|m| m.get(&step_key))
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let per_step_at = path::key(&path::key(AT, "per_step_k8s_config"), &step_key);
-        let per_step = UserConfig::from_dict(&per_step, &per_step_at)?;
-        let user = merge_user_configs(&tag_config, &per_step)?;
+        let user = with_per_step_config(tag_config, get("per_step_k8s_config"), &step_key, rules)?;
 
         let k8s_job_name = names::step_job_name(&run_id, &step_key, attempt);
         Ok(StepTask {
+            target: target.clone(),
             run_id,
             step_key,
             job_name,
@@ -176,9 +177,41 @@ impl StepTask {
     }
 }
 
-/// `unpack_value` then back: the fields ExecuteStepArgs knows, with its defaults,
-/// under their storage names.
-fn normalize_step_args(packed: &Map, at: &str) -> Result<Map, Error> {
+/// From 1.7.15 the op's `per_step_k8s_config` entry merges onto its tag
+/// config; before, the task signature has no such kwarg (a task carrying one
+/// comes from a newer publisher and fails in the stock worker).
+fn with_per_step_config(
+    tag_config: UserConfig,
+    per_step: Option<&Value>,
+    step_key: &str,
+    rules: &Rules,
+) -> Result<UserConfig, Error> {
+    const AT: &str = "task_kwargs.per_step_k8s_config";
+    let Some(per_step) = per_step else {
+        return Ok(tag_config);
+    };
+    if !rules.per_step_k8s_config {
+        return Err(Error::NotInVersion {
+            path: AT.into(),
+            version: rules.version.to_string(),
+            since: "1.7.15",
+            fix: "the task comes from a newer Dagster than this worker serves: run the \
+                  worker with --dagster-version set to the publisher's version",
+        });
+    }
+    let entry = per_step
+        .as_object()
+        .and_then(|m| m.get(step_key))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let entry = UserConfig::from_dict(&entry, &path::key(AT, step_key))?;
+    Ok(merge_user_configs(&tag_config, &entry)?)
+}
+
+/// `unpack_value` then back: the fields the release's ExecuteStepArgs knows,
+/// with its defaults, under their storage names.
+fn normalize_step_args(packed: &Map, at: &str, rules: &Rules) -> Result<Map, Error> {
     match packed.get("__class__").and_then(Value::as_str) {
         Some("ExecuteStepArgs") => {}
         _ => {
@@ -201,12 +234,28 @@ fn normalize_step_args(packed: &Map, at: &str) -> Result<Map, Error> {
     ] {
         out.insert(key.into(), packed.get(key).cloned().unwrap_or(Value::Null));
     }
-    for key in ["should_verify_step", "print_serialized_events"] {
+    let flags: &[&str] = if rules.step_print_events {
+        &["should_verify_step", "print_serialized_events"]
+    } else {
+        &["should_verify_step"]
+    };
+    for &key in flags {
         let v = match packed.get(key) {
             None | Some(Value::Null) => Value::Bool(false),
             Some(v) => v.clone(),
         };
         out.insert(key.into(), v);
+    }
+    if let Some(Value::Object(instance_ref)) = out.get_mut("instance_ref") {
+        // InstanceRef gained this field in 1.11.8: older releases drop it on
+        // unpacking, newer ones fill in its default.
+        if rules.defs_state_storage_data {
+            instance_ref
+                .entry("defs_state_storage_data")
+                .or_insert(Value::Null);
+        } else {
+            instance_ref.remove("defs_state_storage_data");
+        }
     }
     Ok(out)
 }

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use super::config::{implicit, process, Field, Mode, Ty};
 use super::launcher::USER_DEFINED_SCHEMA;
+use super::rules::Rules;
 use super::{Env, Error};
-use crate::k8s::config::{path, Map, UserConfig};
+use crate::k8s::config::{path, Map, Section, UserConfig};
 
 pub const USER_DEFINED_K8S_CONFIG_KEY: &str = "dagster-k8s/config";
 pub const K8S_RESOURCE_REQUIREMENTS_KEY: &str = "dagster-k8s/resource_requirements";
@@ -25,8 +26,8 @@ impl Env for NoEnv {
     }
 }
 
-/// `get_user_defined_k8s_config(tags)`.
-pub fn user_config_from_tags(tags: &Map, at: &str) -> Result<UserConfig, Error> {
+/// `get_user_defined_k8s_config(tags)` of the caller's release.
+pub fn user_config_from_tags(tags: &Map, at: &str, rules: &Rules) -> Result<UserConfig, Error> {
     let config_tag = tags.get(USER_DEFINED_K8S_CONFIG_KEY);
     let rr_tag = tags.get(K8S_RESOURCE_REQUIREMENTS_KEY);
     if config_tag.is_none() && rr_tag.is_none() {
@@ -36,6 +37,14 @@ pub fn user_config_from_tags(tags: &Map, at: &str) -> Result<UserConfig, Error> 
     if let Some(raw) = config_tag {
         let here = path::key(at, USER_DEFINED_K8S_CONFIG_KEY);
         let parsed = parse_json_tag(raw, &here)?;
+        if !rules.merge_behavior_key && parsed.get("merge_behavior").is_some() {
+            return Err(Error::NotInVersion {
+                path: path::key(&here, "merge_behavior"),
+                version: rules.version.to_string(),
+                since: "1.5.3",
+                fix: "remove it: every layer merges SHALLOW in this release",
+            });
+        }
         let validated = process(
             &Ty::Shape(USER_DEFINED_SCHEMA),
             &parsed,
@@ -65,9 +74,11 @@ pub fn user_config_from_tags(tags: &Map, at: &str) -> Result<UserConfig, Error> 
             c.insert("resources".into(), rr);
         }
     }
-    Ok(UserConfig::from_dict(
+    Ok(UserConfig::from_dict_as(
         &dict,
         &path::key(at, USER_DEFINED_K8S_CONFIG_KEY),
+        &Section::ALL[..6],
+        rules.merge_default(),
     )?)
 }
 

@@ -10,11 +10,12 @@ mod merge;
 pub mod schema;
 mod user;
 
-pub use allowlist::{check_allowlist, filter_env_vars, Allowlist};
+pub use allowlist::{check_allowlist, filter_env_vars, Allowlist, NamespaceRule};
 pub use convert::{model_to_wire, snake_case_dict};
 pub(crate) use error::kind_of as error_kind;
 pub use error::Error;
 pub use fields::KUBERNETES_VERSION;
+pub(crate) use merge::dedupe;
 pub use merge::{merge_user_configs, MergeBehavior};
 pub use user::{Section, UserConfig};
 

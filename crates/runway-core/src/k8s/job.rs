@@ -2,4 +2,4 @@
 
 mod builder;
 
-pub use builder::{build_job, JobConfig, JobRequest};
+pub use builder::{build_job, env_var, JobConfig, JobRequest};

@@ -16,30 +16,56 @@ pub fn parse_case_text(text: &str) -> Result<Value, Error> {
     }
 }
 
-/// Renders any case document.
+/// Renders any case document, as the release its optional top-level
+/// `dagster_version` names (the newest supported when absent).
 pub fn render_case(case: &Value, env: &dyn Env) -> Result<Rendered, Error> {
     let obj = case
         .as_object()
         .ok_or_else(|| case_err("<case>", "expected an object"))?;
+    let target = case_target(obj)?;
     match obj.get("kind").and_then(Value::as_str) {
         Some("run") => {
-            check_keys(obj, &["kind", "launcher_class", "launcher", "run"], "")?;
-            render_run(&RunCase::from_value(obj)?, env)
+            check_keys(
+                obj,
+                &[
+                    "kind",
+                    "dagster_version",
+                    "launcher_class",
+                    "launcher",
+                    "run",
+                ],
+                "",
+            )?;
+            render_run(&RunCase::from_value(obj, target)?, env)
         }
         Some("step") => {
-            check_keys(obj, &["kind", "task_kwargs"], "")?;
+            check_keys(obj, &["kind", "dagster_version", "task_kwargs"], "")?;
             let kwargs = obj.get("task_kwargs").ok_or_else(|| Error::Case {
                 path: "task_kwargs".into(),
                 message: "missing (the kwargs of the execute_step_k8s_job message)".into(),
             })?;
-            render_step(&StepTask::from_kwargs(kwargs)?, env)
+            render_step(&StepTask::from_kwargs(kwargs, &target)?, env)
         }
         _ => Err(case_err("kind", "expected \"run\" or \"step\"")),
     }
 }
 
+/// The case's `dagster_version`.
+fn case_target(obj: &Map) -> Result<Target, Error> {
+    match obj.get("dagster_version") {
+        None | Some(Value::Null) => Ok(Target::newest()),
+        Some(Value::String(text)) => {
+            Target::parse(text).map_err(|e| case_err("dagster_version", &e.to_string()))
+        }
+        Some(_) => Err(case_err(
+            "dagster_version",
+            "expected a string such as \"1.1.9\" (dagster.__version__)",
+        )),
+    }
+}
+
 impl RunCase {
-    fn from_value(obj: &Map) -> Result<RunCase, Error> {
+    fn from_value(obj: &Map, target: Target) -> Result<RunCase, Error> {
         let class_name = obj.get("launcher_class").and_then(Value::as_str);
         let launcher_class = class_name.and_then(LauncherClass::parse).ok_or_else(|| {
             case_err(
@@ -110,6 +136,7 @@ impl RunCase {
                 .ok_or_else(|| case_err("run.resume_attempt", "expected a whole number >= 0"))?,
         };
         Ok(RunCase {
+            target,
             launcher_class,
             launcher: obj.get("launcher").cloned().unwrap_or(Value::Null),
             run_id: string("run_id")?,

@@ -3,6 +3,7 @@
 
 use super::checks::*;
 use super::*;
+use crate::dagster::version::Rules;
 
 const RETRY_OPTIONS: &[(&str, Ty)] = &[("enabled", Ty::Shape(&[])), ("disabled", Ty::Shape(&[]))];
 
@@ -42,8 +43,12 @@ fn celery_executor_schema() -> &'static [Field] {
 }
 
 /// The run's celery-k8s executor config (`execution: config:` or the legacy
-/// `execution: celery-k8s: config:`), processed.
-pub fn celery_executor_config(run_config: &Value, env: &dyn Env) -> Result<Map, Error> {
+/// `execution: celery-k8s: config:`), processed as the caller's release does.
+pub fn celery_executor_config(
+    run_config: &Value,
+    env: &dyn Env,
+    rules: &Rules,
+) -> Result<Map, Error> {
     let execution = run_config.get("execution").cloned().unwrap_or(Value::Null);
     let (raw, at) = match execution.get("celery-k8s") {
         Some(legacy) => (
@@ -60,6 +65,15 @@ pub fn celery_executor_config(run_config: &Value, env: &dyn Env) -> Result<Map, 
     } else {
         raw
     };
+    if !rules.per_step_k8s_config && raw.get("per_step_k8s_config").is_some() {
+        return Err(dagster::Error::NotInVersion {
+            path: path::key(at, "per_step_k8s_config"),
+            version: rules.version.to_string(),
+            since: "1.7.15",
+            fix: "set per-op config in the op's dagster-k8s/config tag instead",
+        }
+        .into());
+    }
     let processed = process(
         &Ty::Shape(celery_executor_schema()),
         &raw,
@@ -81,7 +95,8 @@ pub(super) fn render_celery_run(
             "CeleryK8sRunLauncher does not support resuming runs; use 0",
         ));
     }
-    let exc = celery_executor_config(&case.run_config, env)?;
+    let rules = &case.target.rules;
+    let exc = celery_executor_config(&case.run_config, env, rules)?;
     let exc_image = exc
         .get("job_image")
         .and_then(Value::as_str)
@@ -181,17 +196,22 @@ pub(super) fn render_celery_run(
         labels,
         ..JobConfig::default()
     };
-    let user = user_config_from_tags(&case.tags, "tags")?;
+    let user = user_config_from_tags(&case.tags, "tags", rules)?;
     let mut labels = vec![
         ("dagster/job".to_owned(), case.job_name.clone()),
         ("dagster/run-id".to_owned(), case.run_id.clone()),
     ];
-    if let Some(location) = &case.location_name {
+    if let Some(location) = case
+        .location_name
+        .as_ref()
+        .filter(|_| rules.code_location_label)
+    {
         labels.push(("dagster/code-location".into(), location.clone()));
     }
     let job_name = run_job_name(&case.run_id, 0);
     let job = build_job(
         &JobRequest {
+            target: &case.target,
             job_config: &job_config,
             args: case.args.clone(),
             job_name: &job_name,
@@ -199,11 +219,11 @@ pub(super) fn render_celery_run(
             user: &user,
             component: "run_worker",
             labels,
-            env_vars: vec![("DAGSTER_RUN_JOB_NAME".into(), case.job_name.clone())],
+            env_vars: vec![env_var("DAGSTER_RUN_JOB_NAME", &case.job_name)],
         },
         env,
     )?;
-    require_image(&job)?;
+    require_image(&job, rules)?;
     let namespace = exc
         .get("job_namespace")
         .and_then(Value::as_str)

@@ -1,6 +1,7 @@
 //! Checks the renders share, and the `dagster/deployment-name` label.
 
 use super::*;
+use crate::dagster::version::{Rules, RunImage};
 
 /// `get_deployment_id_label`: the value of `DAGSTER_CLOUD_DEPLOYMENT_NAME` in
 /// the merged container env, if set.
@@ -29,17 +30,35 @@ pub(super) fn deployment_name(user: &UserConfig) -> Result<Option<String>, Error
     Ok(None)
 }
 
-pub(super) fn require_image(job: &Value) -> Result<(), Error> {
+/// Until 1.4.6 the launcher writes the `dagster/image` tag from its own
+/// image before building the Job, and fails without one.
+pub(super) fn require_launcher_image(job_config: &JobConfig, rules: &Rules) -> Result<(), Error> {
+    let has_image = job_config.job_image.as_ref().is_some_and(|i| !i.is_empty());
+    if rules.run_image == RunImage::FromLauncher && !has_image {
+        return Err(case_err(
+            "run.image",
+            &format!(
+                "no image for the run worker: Dagster {} takes it from the code location's                  image or the launcher's job_image (an image in the dagster-k8s/config tag                  alone is not enough); set one of those",
+                rules.version
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// From 1.8.5 the `dagster/image` tag is written from the built Job, which
+/// must therefore have an image.
+pub(super) fn require_image(job: &Value, rules: &Rules) -> Result<(), Error> {
     let image = job
         .pointer("/spec/template/spec/containers/0/image")
         .and_then(Value::as_str);
-    match image {
-        Some(_) => Ok(()),
-        None => Err(case_err(
+    match (rules.run_image, image) {
+        (RunImage::InJob, None) => Err(case_err(
             "run.image",
             "no image for the run worker: set the code location's image, the launcher's \
              job_image, or container_config.image in the dagster-k8s/config tag",
         )),
+        _ => Ok(()),
     }
 }
 

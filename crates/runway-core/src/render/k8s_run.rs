@@ -1,80 +1,181 @@
 //! The run Job of K8sRunLauncher: launcher, code location and run tags
-//! merged, then built.
+//! merged as the caller's release merges them, then built.
 
 use super::checks::*;
 use super::*;
+use crate::dagster::context::{FieldsContext, Layer};
+use crate::dagster::version::{Layering, Rules};
+
+/// The merged layers: the Job config, the user config and the namespace.
+struct Merged {
+    job_config: JobConfig,
+    user: UserConfig,
+    namespace: String,
+    /// Container-context `env` entries the release puts before `DAGSTER_HOME`.
+    early_env: Vec<Value>,
+    dropped_env_vars: Vec<String>,
+}
 
 pub(super) fn render_k8s_run(
     case: &RunCase,
     launcher: &Launcher,
     env: &dyn Env,
 ) -> Result<Rendered, Error> {
-    let base = ContainerContext::for_launcher(launcher, env)?;
-    let mut user = ContainerContext::default();
+    let rules = &case.target.rules;
+    let launcher_layer = Layer::launcher(launcher, rules)?;
+    let mut location = Vec::new();
     if truthy(&case.container_context) {
-        let cc = ContainerContext::from_container_context(
-            &case.container_context,
-            env,
-            "run.container_context",
-        )?;
-        user = user.merge(&cc)?;
+        location =
+            Layer::code_location(&case.container_context, env, "run.container_context", rules)?;
     }
-    let tag_layer = ContainerContext {
-        run_k8s_config: user_config_from_tags(&case.tags, "tags")?,
-        namespace: None,
+    let tags = Layer::tags(user_config_from_tags(&case.tags, "tags", rules)?);
+    let merged = match rules.layering {
+        Layering::Raw => merge_raw(case, launcher, launcher_layer, location, tags, env)?,
+        Layering::Fields => merge_fields(case, launcher, launcher_layer, location, tags, env)?,
     };
-    user = user.merge(&tag_layer)?;
 
-    let mut dropped = Vec::new();
-    if let Some(allow) = &launcher.only_allow_user_defined_k8s_config_fields {
-        let allow =
-            Allowlist::from_config(allow, "launcher.only_allow_user_defined_k8s_config_fields")?;
-        let ns_set = user.namespace.as_ref().is_some_and(|n| !n.is_empty());
-        check_allowlist(&allow, &user.run_k8s_config, ns_set)?;
-    }
-    if let Some(names) = &launcher.only_allow_user_defined_env_vars {
-        let allowed = names.iter().cloned().collect();
-        dropped = filter_env_vars(&allowed, &mut user.run_k8s_config, "container_config")?;
-    }
-    let merged = base.merge(&user)?;
-
-    let job_config = JobConfig {
-        job_image: case.image.clone().or_else(|| launcher.job_image.clone()),
-        dagster_home: Some(launcher.dagster_home.clone()),
-        instance_config_map: Some(launcher.instance_config_map.clone()),
-        postgres_password_secret: launcher.postgres_password_secret.clone(),
-        ..JobConfig::default()
-    };
     let mut labels = vec![
         ("dagster/job".to_owned(), case.job_name.clone()),
         ("dagster/run-id".to_owned(), case.run_id.clone()),
     ];
-    if let Some(name) = deployment_name(&merged.run_k8s_config)? {
-        labels.push(("dagster/deployment-name".into(), name));
+    if rules.deployment_name_label {
+        if let Some(name) = deployment_name(&merged.user)? {
+            labels.push(("dagster/deployment-name".into(), name));
+        }
     }
-    if let Some(location) = &case.location_name {
-        labels.push(("dagster/code-location".into(), location.clone()));
+    if rules.code_location_label {
+        if let Some(location) = &case.location_name {
+            labels.push(("dagster/code-location".into(), location.clone()));
+        }
     }
+    require_launcher_image(&merged.job_config, rules)?;
+    let mut env_vars = vec![env_var("DAGSTER_RUN_JOB_NAME", &case.job_name)];
+    env_vars.extend(merged.early_env);
     let job_name = run_job_name(&case.run_id, case.resume_attempt);
     let job = build_job(
         &JobRequest {
-            job_config: &job_config,
+            target: &case.target,
+            job_config: &merged.job_config,
             args: case.args.clone(),
             job_name: &job_name,
             pod_name: &job_name,
-            user: &merged.run_k8s_config,
+            user: &merged.user,
             component: "run_worker",
             labels,
-            env_vars: vec![("DAGSTER_RUN_JOB_NAME".into(), case.job_name.clone())],
+            env_vars,
         },
         env,
     )?;
-    require_image(&job)?;
+    require_image(&job, rules)?;
     Ok(Rendered {
         job,
+        namespace: merged.namespace,
+        dropped_env_vars: merged.dropped_env_vars,
+    })
+}
+
+/// From 1.7: raw config, launcher ⊕ (code location ⊕ tags, checked against
+/// the launcher's allowlists).
+fn merge_raw(
+    case: &RunCase,
+    launcher: &Launcher,
+    launcher_layer: Layer,
+    location: Vec<Layer>,
+    tags: Layer,
+    env: &dyn Env,
+) -> Result<Merged, Error> {
+    let base = ContainerContext::fold(&[launcher_layer], env)?;
+    let mut user = ContainerContext::default();
+    if !location.is_empty() {
+        user = user.merge(&ContainerContext::fold(&location, env)?)?;
+    }
+    user = user.merge(&ContainerContext::fold(&[tags], env)?)?;
+    let dropped_env_vars = apply_allowlists(launcher, &mut user, &case.target.rules)?;
+    let merged = base.merge(&user)?;
+    Ok(Merged {
+        job_config: JobConfig {
+            job_image: case.image.clone().or_else(|| launcher.job_image.clone()),
+            dagster_home: Some(launcher.dagster_home.clone()),
+            instance_config_map: Some(launcher.instance_config_map.clone()),
+            postgres_password_secret: launcher.postgres_password_secret.clone(),
+            ..JobConfig::default()
+        },
+        user: merged.run_k8s_config,
         namespace: merged
             .namespace
             .unwrap_or_else(|| launcher.job_namespace.clone()),
-        dropped_env_vars: dropped,
+        early_env: Vec::new(),
+        dropped_env_vars,
+    })
+}
+
+fn apply_allowlists(
+    launcher: &Launcher,
+    user: &mut ContainerContext,
+    rules: &Rules,
+) -> Result<Vec<String>, Error> {
+    if let Some(allow) = &launcher.only_allow_user_defined_k8s_config_fields {
+        let allow =
+            Allowlist::from_config(allow, "launcher.only_allow_user_defined_k8s_config_fields")?;
+        let ns_set = user.namespace.as_ref().is_some_and(|n| !n.is_empty());
+        check_allowlist(&allow, &user.run_k8s_config, ns_set, rules.namespace_rule())?;
+    }
+    match &launcher.only_allow_user_defined_env_vars {
+        Some(names) => {
+            let allowed = names.iter().cloned().collect();
+            Ok(filter_env_vars(
+                &allowed,
+                &mut user.run_k8s_config,
+                "container_config",
+            )?)
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Until 1.7: the launcher's, the code location's and the tags' fields merged
+/// one by one; the merged fields are the Job config.
+fn merge_fields(
+    case: &RunCase,
+    launcher: &Launcher,
+    launcher_layer: Layer,
+    location: Vec<Layer>,
+    tags: Layer,
+    env: &dyn Env,
+) -> Result<Merged, Error> {
+    let rules = &case.target.rules;
+    let launcher_context = FieldsContext::fold(&[launcher_layer], rules)?;
+    let location = match location.is_empty() {
+        true => None,
+        false => Some(FieldsContext::fold(&location, rules)?),
+    };
+    let tags = FieldsContext::from_layer(&tags, rules)?;
+    let mut dropped_env_vars = Vec::new();
+    let context = if rules.allowlists {
+        // From 1.6.3 the code location and tags are merged first, checked
+        // against the launcher's allowlists, then merged onto the launcher.
+        let mut user = FieldsContext::default();
+        if let Some(location) = location {
+            user = user.merge(&location)?;
+        }
+        user = user.merge(&tags)?;
+        dropped_env_vars = user.apply_allowlists(launcher, env, rules)?;
+        launcher_context.merge(&user)?
+    } else {
+        let mut context = launcher_context;
+        if let Some(location) = location {
+            context = context.merge(&location)?;
+        }
+        context.merge(&tags)?
+    };
+    let job_config = context.job_config(case.image.clone(), launcher);
+    Ok(Merged {
+        job_config,
+        user: context.run_k8s_config,
+        namespace: context
+            .namespace
+            .unwrap_or_else(|| launcher.job_namespace.clone()),
+        early_env: context.fields.env,
+        dropped_env_vars,
     })
 }

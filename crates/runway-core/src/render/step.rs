@@ -2,18 +2,24 @@
 
 use super::*;
 
-/// A step Job, as the `execute_step_k8s_job` task builds it.
+/// A step Job, as the `execute_step_k8s_job` task of `task.target` builds it.
 pub fn render_step(task: &StepTask, env: &dyn Env) -> Result<Rendered, Error> {
+    let rules = &task.target.rules;
     let mut labels = vec![
         ("dagster/job".to_owned(), task.job_name.clone()),
         ("dagster/op".to_owned(), task.step_key.clone()),
         ("dagster/run-id".to_owned(), task.run_id.clone()),
     ];
-    if let Some(loc) = &task.code_location {
+    if let Some(loc) = task
+        .code_location
+        .as_ref()
+        .filter(|_| rules.code_location_label)
+    {
         labels.push(("dagster/code-location".to_owned(), loc.clone()));
     }
     let job = build_job(
         &JobRequest {
+            target: &task.target,
             job_config: &task.job_config,
             args: task.args.clone(),
             job_name: &task.k8s_job_name,
@@ -22,8 +28,8 @@ pub fn render_step(task: &StepTask, env: &dyn Env) -> Result<Rendered, Error> {
             component: "step_worker",
             labels,
             env_vars: vec![
-                ("DAGSTER_RUN_JOB_NAME".into(), task.job_name.clone()),
-                ("DAGSTER_RUN_STEP_KEY".into(), task.step_key.clone()),
+                env_var("DAGSTER_RUN_JOB_NAME", &task.job_name),
+                env_var("DAGSTER_RUN_STEP_KEY", &task.step_key),
             ],
         },
         env,

@@ -91,6 +91,7 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         pod_name: std::env::var("HOSTNAME").ok(),
         postgres,
         env: Box::new(crate::env::ProcessEnv),
+        dagster: args.dagster_version.clone(),
     };
     // Worker events (heartbeats) always go out, as Celery's do; task
     // events from the start with --task-events, or once Flower enables them.

@@ -6,9 +6,22 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use runway::env::ProcessEnv;
+use runway_core::dagster::version::{supported, Profile};
 use runway_core::render::{parse_case_text, render_case};
 
 use super::Output;
+
+/// Prints the supported releases and the profile table (Markdown).
+pub fn profiles() -> ExitCode {
+    println!("Supported Dagster releases: {}\n", supported());
+    println!("| profile | from | until | what changes |");
+    println!("|---|---|---|---|");
+    for p in Profile::all() {
+        let until = p.until.map_or_else(|| "-".to_owned(), |u| u.to_string());
+        println!("| P{} | {} | {} | {} |", p.number, p.first, until, p.what);
+    }
+    ExitCode::SUCCESS
+}
 
 /// Prints the Job, or the error naming the field (exit status 2).
 pub fn run(case: &Path, output: Output) -> anyhow::Result<ExitCode> {

@@ -2,7 +2,7 @@
 //! the Job, and on a 409 decide whether the existing Job is this run's.
 
 use super::*;
-use runway_core::dagster::version::Profile;
+use runway_core::dagster::version::Target;
 
 impl<K: JobApi> Launch<K> {
     /// LaunchRun and ResumeRun.
@@ -12,8 +12,9 @@ impl<K: JobApi> Launch<K> {
         resume: bool,
     ) -> Result<Launched, Error> {
         let run = check_run(req, resume)?;
-        // A Dagster version no profile covers is refused before anything is rendered.
-        Profile::for_version(&req.dagster_version)
+        // A Dagster version outside the supported ranges is refused before
+        // anything is rendered.
+        let target = Target::parse(&req.dagster_version)
             .map_err(|e| invalid("dagster_version", e.to_string()))?;
         let env: BTreeMap<String, String> = req
             .env
@@ -21,7 +22,7 @@ impl<K: JobApi> Launch<K> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let launcher = self.launcher(req.launcher.as_ref(), &env)?;
-        let case = run_case(run, launcher.class)?;
+        let case = run_case(run, launcher.class, target)?;
         runway_core::dagster::tags::check_tags(&case.tags, "run.tags")
             .map_err(render::Error::from)?;
         let mut rendered = render::render_run_loaded(&case, &launcher, &env)?;
@@ -115,8 +116,9 @@ fn check_run(req: &proto::LaunchRunRequest, resume: bool) -> Result<&proto::Run,
 }
 
 /// The render pipeline's view of the run.
-fn run_case(run: &proto::Run, class: LauncherClass) -> Result<RunCase, Error> {
+fn run_case(run: &proto::Run, class: LauncherClass, target: Target) -> Result<RunCase, Error> {
     Ok(RunCase {
+        target,
         launcher_class: class,
         launcher: Value::Null,
         run_id: run.run_id.clone(),

@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::results::backend::ResultStore;
 use runway_core::celery::control::shapes::{DeliveryInfo, TaskInfo};
 use runway_core::dagster::step::StepTask;
+use runway_core::dagster::version::Target;
 
 pub use park::{Broker, Parked};
 use turn::Turn;
@@ -89,7 +90,11 @@ impl Accepted {
                 .get("kwargsrepr")
                 .and_then(Value::as_str)
                 .map_or_else(|| kwargs.to_string(), str::to_owned),
-            step_job: StepTask::from_kwargs(&kwargs).ok().map(|t| t.k8s_job_name),
+            // The Job name is the same in every release; the newest reads
+            // every kwargs shape.
+            step_job: StepTask::from_kwargs(&kwargs, &Target::newest())
+                .ok()
+                .map(|t| t.k8s_job_name),
             kwargs,
             hostname: hostname.to_owned(),
             time_start: None,

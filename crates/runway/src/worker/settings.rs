@@ -6,7 +6,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use runway_core::dagster::version::Target;
+
 use crate::settings::{KubeArgs, LogFormat};
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    Target::parse(text).map_err(|e| e.to_string())
+}
 
 /// `runway worker` flags.
 #[derive(Debug, Clone, Args)]
@@ -56,6 +62,10 @@ pub struct WorkerArgs {
     /// Largest task body accepted, in bytes.
     #[arg(long, env = "RUNWAY_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
+    /// The Dagster release whose step Jobs this worker builds, e.g. 1.1.9 (the
+    /// task kwargs do not say which Dagster published them).
+    #[arg(long, env = "RUNWAY_DAGSTER_VERSION", default_value_t = Target::newest(), value_parser = parse_target)]
+    pub dagster_version: Target,
     /// Dagster's run storage, overriding the database the task's instance names
     /// (`postgresql://user:password@host:port/db`).
     #[arg(long, env = "RUNWAY_POSTGRES_URL")]

@@ -24,6 +24,7 @@ use run_log::Run;
 use runway_core::dagster::instance::{storage_target, PgTarget, Storage};
 use runway_core::dagster::serdes::{self, Meta};
 use runway_core::dagster::step::StepTask;
+use runway_core::dagster::version::Target;
 use runway_core::dagster::Env;
 use step_job::{StepJob, Waited};
 
@@ -40,6 +41,8 @@ pub struct Ctx<K> {
     /// `--postgres-url`: used instead of the databases the instance names.
     pub postgres: Option<PgTarget>,
     pub env: Box<dyn Env + Send + Sync>,
+    /// `--dagster-version`: the release whose task body this worker runs.
+    pub dagster: Target,
 }
 
 impl<K> std::fmt::Debug for Ctx<K> {
@@ -156,7 +159,8 @@ async fn prepare<'a, K: JobApi>(
     kwargs: &Map<String, Value>,
 ) -> Result<(StepTask, Run<'a, K>, String), Finish> {
     let kw = Value::Object(kwargs.clone());
-    let mut task = StepTask::from_kwargs(&kw).map_err(|e| Finish::value_error(e.to_string()))?;
+    let mut task =
+        StepTask::from_kwargs(&kw, &ctx.dagster).map_err(|e| Finish::value_error(e.to_string()))?;
     let instance_ref = kw
         .pointer("/execute_step_args_packed/instance_ref")
         .cloned()

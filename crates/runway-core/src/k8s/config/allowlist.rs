@@ -85,11 +85,22 @@ fn snake_keys(section: Section, keys: &Map, at: &str) -> Result<Vec<String>, Err
     Ok(out)
 }
 
+/// How a User layer's namespace is checked against the allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceRule {
+    /// The allowlist's own `namespace` key (Dagster 1.8.11 on).
+    Key,
+    /// As the `namespace` field of `pod_template_spec_metadata` and of
+    /// `job_metadata` (before 1.8.11).
+    MetadataFields,
+}
+
 /// Refuses a User layer that sets fields outside the allowlist.
 pub fn check_allowlist(
     allowlist: &Allowlist,
     user: &UserConfig,
     namespace_set: bool,
+    namespace_rule: NamespaceRule,
 ) -> Result<(), Error> {
     let mut disallowed = Vec::new();
     for section in Section::ALL {
@@ -100,8 +111,20 @@ pub fn check_allowlist(
             }
         }
     }
-    if namespace_set && !allowlist.namespace {
-        disallowed.push("namespace".into());
+    match (namespace_set, namespace_rule) {
+        (false, _) => {}
+        (true, NamespaceRule::Key) => {
+            if !allowlist.namespace {
+                disallowed.push("namespace".into());
+            }
+        }
+        (true, NamespaceRule::MetadataFields) => {
+            for section in [Section::PodTemplateSpecMetadata, Section::JobMetadata] {
+                if !allowlist.allows(section, "namespace") {
+                    disallowed.push(format!("{}.namespace", section.name()));
+                }
+            }
+        }
     }
     if disallowed.is_empty() {
         Ok(())

@@ -68,7 +68,7 @@ fn deep_merge(onto: &mut Map, from: &Map, at: &str) -> Result<(), Error> {
 /// `_dedupe_list`: first occurrence wins. Dagster compares entries by the
 /// Python hash of their content, so numbers and booleans compare by numeric
 /// value (`1`, `1.0` and `true` are one entry), at any depth.
-fn dedupe(items: &mut Vec<Value>) {
+pub(crate) fn dedupe(items: &mut Vec<Value>) {
     let mut kept: Vec<Value> = Vec::with_capacity(items.len());
     for item in items.drain(..) {
         if !kept.iter().any(|k| py_eq(k, &item)) {

@@ -83,8 +83,24 @@ impl UserConfig {
     /// `UserDefinedDagsterK8sConfig.from_dict`: absent sections are empty, keys
     /// are converted per model, `merge_behavior` defaults to DEEP.
     pub fn from_dict(dict: &Map, at: &str) -> Result<UserConfig, Error> {
-        let mut config = UserConfig::default();
-        for section in Section::ALL {
+        UserConfig::from_dict_as(dict, at, &Section::ALL, Some(MergeBehavior::Deep))
+    }
+
+    /// `from_dict` of a release that reads only `sections` and whose merge
+    /// behaviour, when the dict does not say, is `default`. A release without
+    /// the `merge_behavior` key (`default: None`) ignores it and always merges
+    /// SHALLOW.
+    pub fn from_dict_as(
+        dict: &Map,
+        at: &str,
+        sections: &[Section],
+        default: Option<MergeBehavior>,
+    ) -> Result<UserConfig, Error> {
+        let mut config = UserConfig {
+            merge_behavior: default.unwrap_or(MergeBehavior::Shallow),
+            ..UserConfig::default()
+        };
+        for &section in sections {
             match dict.get(section.name()) {
                 None | Some(Value::Null) => {}
                 Some(Value::Object(raw)) => {
@@ -98,6 +114,9 @@ impl UserConfig {
                     })
                 }
             }
+        }
+        if default.is_none() {
+            return Ok(config);
         }
         match dict.get("merge_behavior") {
             None | Some(Value::Null) => {}

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::dagster::names::{check_name_len, common_labels, sanitize_label};
+use crate::dagster::version::Target;
 use crate::dagster::{parse_env_var, Env, Error};
 use crate::k8s::config::schema::ids;
 use crate::k8s::config::{model_to_wire, Map, Section, UserConfig};
@@ -58,6 +59,8 @@ impl Default for JobConfig {
 /// Everything `construct_dagster_k8s_job` takes besides the job config.
 #[derive(Debug, Clone)]
 pub struct JobRequest<'a> {
+    /// The release whose `construct_dagster_k8s_job` this is.
+    pub target: &'a Target,
     pub job_config: &'a JobConfig,
     pub args: Vec<String>,
     pub job_name: &'a str,
@@ -66,29 +69,32 @@ pub struct JobRequest<'a> {
     pub component: &'a str,
     /// Launcher labels (`dagster/job`, `dagster/run-id`, ...): values are sanitized.
     pub labels: Vec<(String, String)>,
-    /// Explicit env first on the container (`DAGSTER_RUN_JOB_NAME`, ...).
-    pub env_vars: Vec<(String, String)>,
+    /// Explicit env first on the container (`DAGSTER_RUN_JOB_NAME`, ...), as
+    /// snake_case EnvVar objects.
+    pub env_vars: Vec<Value>,
+}
+
+/// A literal `{name, value}` env entry.
+pub fn env_var(name: &str, value: &str) -> Value {
+    json!({"name": name, "value": value})
 }
 
 /// Builds the wire JSON of the batch/v1 Job.
 pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
     let jc = req.job_config;
+    let rules = &req.target.rules;
     check_name_len(req.job_name, "job_name")?;
     check_name_len(req.pod_name, "pod_name")?;
 
     let mut dagster_labels = Map::new();
-    for (k, v) in common_labels(req.component) {
+    for (k, v) in common_labels(req.component, &req.target.label) {
         dagster_labels.insert(k, Value::String(v));
     }
     for (k, v) in &req.labels {
         dagster_labels.insert(k.clone(), Value::String(sanitize_label(v)));
     }
 
-    let mut env_list: Vec<Value> = req
-        .env_vars
-        .iter()
-        .map(|(k, v)| json!({"name": k, "value": v}))
-        .collect();
+    let mut env_list: Vec<Value> = req.env_vars.clone();
     if let Some(home) = jc.dagster_home.as_ref().filter(|h| !h.is_empty()) {
         env_list.push(json!({"name": "DAGSTER_HOME", "value": home}));
     }
@@ -117,13 +123,17 @@ pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
     let image = container
         .remove("image")
         .unwrap_or_else(|| opt_str(&jc.job_image));
-    let pull_policy = container
+    // Before 1.7 the Job config's pull policy is written over the user's.
+    let user_pull_policy = container
         .remove("image_pull_policy")
-        .unwrap_or_else(|| opt_str(&jc.image_pull_policy));
+        .filter(|_| rules.user_image_pull);
+    let pull_policy = user_pull_policy.unwrap_or_else(|| opt_str(&jc.image_pull_policy));
     let user_mounts = take_list(&mut container, "volume_mounts");
     let user_resources = container.remove("resources");
+    // Before 1.1.15 the container is always named `dagster`.
     let name = container
         .remove("name")
+        .filter(|_| rules.user_container_name)
         .unwrap_or_else(|| Value::String("dagster".into()));
     let security_context = container
         .remove("security_context")
@@ -170,26 +180,51 @@ pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
     let scheduler = pod_spec
         .remove("scheduler_name")
         .unwrap_or_else(|| opt_str(&jc.scheduler_name));
-    let automount = pod_spec
-        .remove("automount_service_account_token")
-        .unwrap_or(Value::Bool(true));
+    // Before 1.6.5 only a user value is written; the field stays in `pod_spec`.
+    let automount = if rules.automount_default {
+        Some(
+            pod_spec
+                .remove("automount_service_account_token")
+                .unwrap_or(Value::Bool(true)),
+        )
+    } else {
+        None
+    };
     let mut containers = vec![Value::Object(container)];
     containers.extend(take_list(&mut pod_spec, "containers"));
     let mut pull_secrets = jc.image_pull_secrets.clone();
-    pull_secrets.extend(take_list(&mut pod_spec, "image_pull_secrets"));
+    let user_pull_secrets = take_list(&mut pod_spec, "image_pull_secrets");
+    if rules.user_image_pull {
+        pull_secrets.extend(user_pull_secrets);
+    }
 
+    // Before 1.5 the launcher's and executor's `labels` beat the user's.
     let mut pod_labels = dagster_labels.clone();
-    merge_into(&mut pod_labels, &jc.labels);
-    merge_into(&mut pod_labels, &user_pod_labels);
+    if rules.user_pod_labels_win {
+        merge_into(&mut pod_labels, &jc.labels);
+        merge_into(&mut pod_labels, &user_pod_labels);
+    } else {
+        merge_into(&mut pod_labels, &user_pod_labels);
+        merge_into(&mut pod_labels, &jc.labels);
+    }
     pod_meta.insert("name".into(), Value::String(req.pod_name.to_owned()));
     pod_meta.insert("labels".into(), Value::Object(pod_labels));
 
+    // Before 1.4.5 `Never` is written over a user restart policy.
+    let never = Value::String("Never".into());
     let mut spec = Map::new();
-    spec.insert("restart_policy".into(), Value::String("Never".into()));
-    merge_into(&mut spec, &pod_spec);
+    if rules.user_restart_policy {
+        spec.insert("restart_policy".into(), never);
+        merge_into(&mut spec, &pod_spec);
+    } else {
+        merge_into(&mut spec, &pod_spec);
+        spec.insert("restart_policy".into(), never);
+    }
     spec.insert("image_pull_secrets".into(), Value::Array(pull_secrets));
     spec.insert("service_account_name".into(), service_account);
-    spec.insert("automount_service_account_token".into(), automount);
+    if let Some(automount) = automount {
+        spec.insert("automount_service_account_token".into(), automount);
+    }
     spec.insert("containers".into(), Value::Array(containers));
     spec.insert("volumes".into(), Value::Array(volumes));
     if truthy(&scheduler) {

@@ -10,8 +10,16 @@ impl Env for NoEnv {
     }
 }
 
+fn target(version: &str) -> &'static Target {
+    static NEWEST: std::sync::OnceLock<Target> = std::sync::OnceLock::new();
+    static SEED: std::sync::OnceLock<Target> = std::sync::OnceLock::new();
+    let cell = if version == "1.1.9" { &SEED } else { &NEWEST };
+    cell.get_or_init(|| Target::parse(version).unwrap())
+}
+
 fn request<'a>(jc: &'a JobConfig, user: &'a UserConfig) -> JobRequest<'a> {
     JobRequest {
+        target: target("1.13.27"),
         job_config: jc,
         args: vec!["dagster".into(), "api".into()],
         job_name: "dagster-run-abc",
@@ -19,7 +27,7 @@ fn request<'a>(jc: &'a JobConfig, user: &'a UserConfig) -> JobRequest<'a> {
         user,
         component: "run_worker",
         labels: vec![("dagster/job".into(), "my job!".into())],
-        env_vars: vec![("DAGSTER_RUN_JOB_NAME".into(), "my job!".into())],
+        env_vars: vec![env_var("DAGSTER_RUN_JOB_NAME", "my job!")],
     }
 }
 
@@ -134,4 +142,81 @@ fn long_names_are_refused() {
         "{err}"
     );
     let _ = Value::Null;
+}
+
+/// The seed release writes its own values over the user's for the container
+/// name, pull policy, pull secrets and restart policy, writes no automount
+/// field of its own, and lets the Job config's labels beat the user's.
+#[test]
+fn the_seed_release_forces_its_fields() {
+    let jc = JobConfig {
+        job_image: Some("img".into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        image_pull_secrets: vec![json!({"name": "launcher-secret"})],
+        labels: [("team".to_owned(), json!("launcher"))]
+            .into_iter()
+            .collect(),
+        ..JobConfig::default()
+    };
+    let mut user = UserConfig::default();
+    let raw = |v: Value| v.as_object().unwrap().clone();
+    user.set_raw(
+        Section::ContainerConfig,
+        &raw(json!({"name": "mine", "imagePullPolicy": "Always"})),
+        "t",
+    )
+    .unwrap();
+    user.set_raw(
+        Section::PodSpecConfig,
+        &raw(json!({"restartPolicy": "OnFailure", "imagePullSecrets": [{"name": "tag-secret"}]})),
+        "t",
+    )
+    .unwrap();
+    user.set_raw(
+        Section::PodTemplateSpecMetadata,
+        &raw(json!({"labels": {"team": "tag"}})),
+        "t",
+    )
+    .unwrap();
+    let newest = build_job(&request(&jc, &user), &NoEnv).unwrap();
+    let seed_req = JobRequest {
+        target: target("1.1.9"),
+        ..request(&jc, &user)
+    };
+    let seed = build_job(&seed_req, &NoEnv).unwrap();
+    let pod = |job: &Value, p: &str| job.pointer(&format!("/spec/template/spec{p}")).cloned();
+    assert_eq!(pod(&newest, "/containers/0/name"), Some(json!("mine")));
+    assert_eq!(pod(&seed, "/containers/0/name"), Some(json!("dagster")));
+    assert_eq!(
+        pod(&newest, "/containers/0/imagePullPolicy"),
+        Some(json!("Always"))
+    );
+    assert_eq!(
+        pod(&seed, "/containers/0/imagePullPolicy"),
+        Some(json!("IfNotPresent"))
+    );
+    assert_eq!(pod(&newest, "/restartPolicy"), Some(json!("OnFailure")));
+    assert_eq!(pod(&seed, "/restartPolicy"), Some(json!("Never")));
+    assert_eq!(
+        pod(&newest, "/imagePullSecrets"),
+        Some(json!([{"name": "launcher-secret"}, {"name": "tag-secret"}]))
+    );
+    assert_eq!(
+        pod(&seed, "/imagePullSecrets"),
+        Some(json!([{"name": "launcher-secret"}]))
+    );
+    assert_eq!(
+        pod(&newest, "/automountServiceAccountToken"),
+        Some(json!(true))
+    );
+    assert_eq!(pod(&seed, "/automountServiceAccountToken"), None);
+    let pod_label = |job: &Value| job.pointer("/spec/template/metadata/labels/team").cloned();
+    assert_eq!(pod_label(&newest), Some(json!("tag")));
+    assert_eq!(pod_label(&seed), Some(json!("launcher")));
+    let version = |job: &Value| {
+        job.pointer("/metadata/labels/app.kubernetes.io~1version")
+            .cloned()
+    };
+    assert_eq!(version(&newest), Some(json!("1.13.27")));
+    assert_eq!(version(&seed), Some(json!("1.1.9")));
 }
