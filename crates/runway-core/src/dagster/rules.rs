@@ -41,6 +41,9 @@ pub struct Rules {
     /// The release these rules are of.
     pub version: DagsterVersion,
     pub layering: Layering,
+    /// A metadata value of None is stored as `NullMetadataEntryData` (1.1.10);
+    /// before, the class does not exist (1.1.9 refuses None values).
+    pub null_metadata: bool,
     /// A user `container_config.name` names the container (1.1.15); before,
     /// it is always `dagster`.
     pub user_container_name: bool,
@@ -101,6 +104,11 @@ pub struct Change {
 /// Every change from the seed release on, oldest first. [`Rules::of`] applies
 /// those a release has; a profile is a run of releases between two changes.
 pub const CHANGES: &[Change] = &[
+    Change {
+        since: v(1, 10),
+        what: "event metadata may be null (NullMetadataEntryData)",
+        apply: |r| r.null_metadata = true,
+    },
     Change {
         since: v(1, 15),
         what: "a user container_config.name names the container",
@@ -252,6 +260,7 @@ impl Rules {
     const SEED: Rules = Rules {
         version: v(1, 9),
         layering: Layering::Fields,
+        null_metadata: false,
         user_container_name: false,
         context_env: false,
         celery_launcher_namespace: false,
@@ -320,6 +329,7 @@ mod tests {
         assert_eq!(newest.run_image, RunImage::InJob);
         let flags = |r: &Rules| {
             [
+                r.null_metadata,
                 r.user_container_name,
                 r.context_env,
                 r.celery_launcher_namespace,
@@ -348,8 +358,8 @@ mod tests {
         let all = Profile::all();
         assert_eq!(all.len(), CHANGES.len() + 1);
         assert_eq!(Profile::of(v(1, 9)).number, 0);
-        assert_eq!(Profile::of(v(1, 14)).number, 0);
-        assert_eq!(Profile::of(v(1, 15)).number, 1);
+        assert_eq!(Profile::of(v(1, 10)).number, 1);
+        assert_eq!(Profile::of(v(1, 15)).number, 2);
         assert_eq!(Profile::of(v(13, 27)).number, CHANGES.len());
         for pair in all.windows(2) {
             assert_eq!(pair[0].until, Some(pair[1].first));

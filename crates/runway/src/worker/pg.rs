@@ -157,7 +157,7 @@ impl Pg {
         let c = self.client(t).await?;
         let row = c
             .query_opt(
-                "SELECT dagster_event_type FROM event_logs WHERE id = $1",
+                "SELECT dagster_event_type FROM event_logs WHERE id = $1::int8",
                 &[&id],
             )
             .await
@@ -172,7 +172,7 @@ impl Pg {
         let id: i64 = c
             .query_one(
                 "INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key) \
-                 VALUES ($1, $2, $3, to_timestamp($4::float8) AT TIME ZONE 'UTC', $5) RETURNING id",
+                 VALUES ($1, $2, $3, to_timestamp($4::float8) AT TIME ZONE 'UTC', $5) RETURNING id::int8",
                 &[
                     &row.run_id,
                     &row.event,

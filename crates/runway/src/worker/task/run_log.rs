@@ -51,11 +51,18 @@ impl<K: JobApi> Run<'_, K> {
         marker_end: Option<&str>,
         error: Option<Value>,
     ) -> Value {
+        // A release without NullMetadataEntryData could not read the event
+        // (it would refuse a None value outright): such entries are left out.
+        let known: Vec<(&str, Meta)> = metadata
+            .iter()
+            .filter(|(_, m)| self.ctx.dagster.rules.null_metadata || *m != Meta::Null)
+            .cloned()
+            .collect();
         let ev = serdes::engine_event(
             &self.job_name,
             &self.step_key,
             message,
-            metadata,
+            &known,
             marker_end,
             error,
         );
