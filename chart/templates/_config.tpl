@@ -36,7 +36,7 @@ One queue's effective values, as JSON: the pool's, overridden by the entry's.
 {{- $w := .ctx.Values.worker -}}
 {{- $q := .queue -}}
 {{- $out := dict "name" $q.name "replicaCount" 1 -}}
-{{- range $k := list "replicaCount" "concurrency" "prefetch" "resources" "nodeSelector" "affinity" "tolerations" "priorityClassName" -}}
+{{- range $k := list "replicaCount" "concurrency" "prefetch" "dagsterVersion" "resources" "nodeSelector" "affinity" "tolerations" "priorityClassName" -}}
 {{- if hasKey $q $k -}}
 {{- $_ := set $out $k (index $q $k) -}}
 {{- else if hasKey $w $k -}}
@@ -60,6 +60,9 @@ One queue's effective values, as JSON: the pool's, overridden by the entry's.
 {{- end -}}
 {{- with $ctx.Values.otlpEndpoint -}}
 {{- $_ := set $cfg "otlp-endpoint" . -}}
+{{- end -}}
+{{- with $q.dagsterVersion -}}
+{{- $_ := set $cfg "dagster-version" (toString .) -}}
 {{- end -}}
 {{- toYaml (merge $cfg (deepCopy ($q.settings | default dict))) -}}
 {{- end -}}

@@ -48,6 +48,7 @@ COMBOS = {
             "workerQueues": [
                 {"name": "dagster", "replicaCount": 2},
                 {"name": "extraQueue", "replicaCount": 1, "concurrency": 8, "prefetch": 16,
+                 "dagsterVersion": "1.1.9",
                  "labels": {"tier": "gpu"},
                  "resources": {"requests": {"cpu": "2", "memory": "4Gi"}},
                  "nodeSelector": {"pool": "gpu"},
@@ -364,6 +365,9 @@ def test_one_worker_deployment_per_queue_with_overrides():
         assert vol["configMap"]["items"] == [{"key": key, "path": key}]
     assert yaml.safe_load(cm["worker-extraqueue.yaml"])["prefetch"] == 16
     assert "prefetch" not in yaml.safe_load(cm["worker-dagster.yaml"])
+    # The queue fed by a Dagster 1.1.9 executor builds 1.1.9's step Jobs.
+    assert yaml.safe_load(cm["worker-extraqueue.yaml"])["dagster-version"] == "1.1.9"
+    assert "dagster-version" not in yaml.safe_load(cm["worker-dagster.yaml"])
     # Overrides replace (resources, nodeSelector) or merge (labels) per queue.
     assert ch.container(extra)["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}}
     assert ch.container(dagster)["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
@@ -524,6 +528,7 @@ def test_seed_example_reproduces_the_seed_settings():
     assert ch.one(o, "Deployment", "runway-worker-dagster")["spec"]["replicas"] == 2
     cfg = yaml.safe_load(ch.one(o, "ConfigMap", "runway-config")["data"]["worker-dagster.yaml"])
     assert cfg["task-events"] is True and cfg["queues"] == ["dagster"]
+    assert cfg["dagster-version"] == "1.1.9"
 
 
 def _launcher_config(path: str) -> dict:
@@ -837,5 +842,7 @@ def test_rendered_worker_runs_and_becomes_ready(dev_cluster, rendered_for_run):
     c = ch.container(ch.one(o, "Deployment", name))
     assert c["args"] == ["worker", "--config", f"/etc/runway/config/worker-{queue}.yaml"]
     assert {"RUNWAY_BROKER_URL", "RUNWAY_RESULT_BACKEND", "DAGSTER_PG_PASSWORD"} <= set(ch.env_map(c))
+    cfg = yaml.safe_load(ch.one(o, "ConfigMap", "runway-config")["data"][f"worker-{queue}.yaml"])
+    assert cfg["dagster-version"] == "1.1.9"
     _, out = _run_until_ready(o, name, ports["worker"], dev_cluster)
     assert queue in out, out
