@@ -3,7 +3,7 @@ CARGO ?= cargo
 PY := .venv/bin/python
 PY119 := .venv-1.1.9/bin/python
 
-.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity python-test python-test-1.1.9 chart bench fixtures fields image dist
+.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity compat-sweep python-test python-test-1.1.9 chart bench fixtures fields image dist
 
 test: bootstrap fmt clippy rust-test python-test python-test-1.1.9
 
@@ -30,7 +30,8 @@ rust-test:
 	else $(CARGO) test --workspace --all-features --no-fail-fast; fi
 
 # Python-side tests: the generated field table against the Kubernetes client,
-# and parity of `runway render` with the real dagster-k8s on the generated corpus.
+# and parity of `runway render` with the real dagster-k8s on the generated corpus of
+# each Dagster version: 1.13.27 (in .venv) and 1.1.9 (rendered by .venv-1.1.9).
 python-test:
 	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python tests/parity
 
@@ -40,8 +41,15 @@ python-test:
 python-test-1.1.9:
 	RUNWAY_BIN=target/debug/runway $(PY119) -m pytest -q tests/dagster-1.1.9
 
+# Parity alone, every version (PARITY_VERSIONS=1.1.9 for one; PARITY_COUNT, PARITY_SEED).
 parity:
 	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/parity
+
+# Runway against the real last patch of each Dagster minor line 1.1 .. 1.13: one venv
+# per version under target/compat/ (reused), table in target/compat-sweep.md. Not part of
+# `make test`. SWEEP_ARGS, e.g. "--count 100 --versions 1.1.21,1.13.27".
+compat-sweep:
+	RUNWAY_BIN=target/debug/runway $(PY) tools/compat_sweep.py $(SWEEP_ARGS)
 
 # The Helm chart alone (also part of python-test): real Helm engine, strict lint,
 # Kubernetes 1.36 schemas, and the rendered pods run as real processes.

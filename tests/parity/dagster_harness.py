@@ -2,8 +2,10 @@
 need (instance ref, run record, code origin, process environment) and fakes only the
 Kubernetes side (config loading and the API objects). It never re-implements Dagster logic.
 
-Used by gen_cases.py (to compute args / Celery kwargs with the real code), dagster_render.py
-(to render the expected Jobs) and benches/python/render_bench.py.
+Used by dagster_complete.py (to compute args / Celery kwargs with the real code),
+dagster_render.py (to render the expected Jobs) and benches/python/render_bench.py. It runs on
+every Dagster from 1.1.9 to 1.13.x (in that version's venv): version differences in names are
+resolved in dagster_compat.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, Iterator, Mapping
 import kubernetes
 import kubernetes.client
 import kubernetes.config
+
+import dagster_compat as compat
 
 # Paths inside the (virtual) Dagster containers. They are container paths that end up in the
 # serialized InstanceRef / code origin, never paths of this machine.
@@ -196,15 +200,13 @@ def instance_ref_for(launcher_class: str, launcher_config: Mapping[str, Any]):
     """InstanceRef exactly as `InstanceRef.from_dir` builds it for that dagster.yaml."""
     import json
 
-    from dagster._core.instance.ref import InstanceRef
-
     key = json.dumps([launcher_class, launcher_config], sort_keys=True)
     ref = _REF_CACHE.get(key)
     if ref is None:
         # a plain JSON copy: like a dagster.yaml read from disk, no shared sub-objects (which
         # yaml.dump would turn into &anchors / *aliases in the ref's config_yaml)
         plain_config = json.loads(json.dumps(launcher_config))
-        ref = InstanceRef.from_dir(
+        ref = compat.instance_ref_from_dir(
             DAGSTER_HOME_IN_CONTAINER,
             config_dir=_empty_config_dir(),
             overrides=instance_yaml(launcher_class, plain_config),
@@ -262,9 +264,7 @@ class InstanceStandIn:
         return self._resume_attempts
 
     def get_run_by_id(self, run_id):
-        from dagster._core.storage.dagster_run import RunsFilter
-
-        runs = run_storage().get_runs(RunsFilter(run_ids=[run_id]))
+        runs = run_storage().get_runs(compat.runs_filter(run_ids=[run_id]))
         return runs[0] if runs else None
 
     def report_run_canceling(self, *args, **kwargs):
@@ -278,9 +278,9 @@ class InstanceStandIn:
 
 def job_python_origin(job_name: str, image: str | None, container_context: Any):
     from dagster._core.code_pointer import FileCodePointer
-    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+    from dagster._core.origin import RepositoryPythonOrigin
 
-    return JobPythonOrigin(
+    return compat.python_origin(
         job_name,
         RepositoryPythonOrigin(
             executable_path=EXECUTABLE_PATH,
@@ -299,32 +299,23 @@ def job_python_origin(job_name: str, image: str | None, container_context: Any):
 def remote_job_origin(job_name: str, location_name: str | None):
     if location_name is None:
         return None
-    from dagster._core.remote_origin import (
-        GrpcServerCodeLocationOrigin,
-        RemoteJobOrigin,
-        RemoteRepositoryOrigin,
-    )
-
-    return RemoteJobOrigin(
-        repository_origin=RemoteRepositoryOrigin(
-            code_location_origin=GrpcServerCodeLocationOrigin(
-                host=GRPC_HOST, port=GRPC_PORT, location_name=location_name
-            ),
-            repository_name=REPOSITORY_ATTRIBUTE,
+    location_cls, repository_cls, job_cls = compat.remote_origin_classes()
+    return job_cls(
+        repository_cls(
+            location_cls(host=GRPC_HOST, port=GRPC_PORT, location_name=location_name),
+            REPOSITORY_ATTRIBUTE,
         ),
-        job_name=job_name,
+        job_name,
     )
 
 
 def dagster_run_for(run: Mapping[str, Any], status=None):
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
-
-    return DagsterRun(
+    return compat.dagster_run(
         job_name=run["job_name"],
         run_id=run["run_id"],
         run_config=run.get("run_config") or {},
         tags=dict(run.get("tags") or {}),
-        status=status or DagsterRunStatus.STARTING,
+        status=status or compat.run_status().STARTING,
         job_code_origin=job_python_origin(
             run["job_name"], run.get("image"), run.get("container_context")
         ),
@@ -335,15 +326,14 @@ def dagster_run_for(run: Mapping[str, Any], status=None):
 def run_worker_args(launcher_class: str, launcher_config: Mapping[str, Any],
                     run: Mapping[str, Any]) -> list[str]:
     """argv the launcher computes: real ExecuteRunArgs / ResumeRunArgs.get_command_args()."""
-    from dagster._cli.api import ExecuteRunArgs
-    from dagster._grpc.types import ResumeRunArgs
-
+    execute_run_args, resume_run_args = compat.run_args_classes()
     origin = job_python_origin(run["job_name"], run.get("image"), run.get("container_context"))
     ref = instance_ref_for(launcher_class, launcher_config)
     set_exit_code = launcher_config.get("fail_pod_on_run_failure")
-    cls = ResumeRunArgs if run.get("resume_attempt") else ExecuteRunArgs
+    cls = resume_run_args if run.get("resume_attempt") else execute_run_args
     return list(
-        cls(
+        compat.run_args(
+            cls,
             job_origin=origin,
             run_id=run["run_id"],
             instance_ref=ref,

@@ -12,6 +12,8 @@ a stand-in holding the run record (status STARTED, no remote origin).
 
 Only the Kubernetes config loading and the Kubernetes API objects are faked (see
 dagster_harness.fake_kubernetes); `create_namespaced_job` captures the body and stops the path.
+Runs on any Dagster 1.1.9 .. 1.13.x (names through dagster_compat); dagster_batch.py drives it in
+another version's venv.
 
 CLI: python dagster_render.py CASE.json [--env-json ENV.json]  (prints the Job or the error)
 """
@@ -19,6 +21,7 @@ CLI: python dagster_render.py CASE.json [--env-json ENV.json]  (prints the Job o
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import sys
@@ -27,6 +30,7 @@ from typing import Any, Mapping
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import dagster_compat as compat  # noqa: E402
 import dagster_harness as h  # noqa: E402
 
 _CELERY_TASK = None
@@ -77,8 +81,7 @@ def _captured(instance, captured: "h.JobCaptured") -> dict:
 
 
 def _prepare_run(case: Mapping[str, Any]):
-    from dagster._core.launcher import LaunchRunContext, ResumeRunContext
-    from dagster._core.storage.dagster_run import DagsterRunStatus
+    DagsterRunStatus = compat.run_status()
 
     launcher_class = case["launcher_class"]
     launcher_cfg = case["launcher"]
@@ -99,14 +102,9 @@ def _prepare_run(case: Mapping[str, Any]):
         instance.engine_events.clear()
         try:
             if resume_attempt:
-                launcher.resume_run(
-                    ResumeRunContext(
-                        dagster_run=dagster_run, workspace=None,
-                        resume_attempt_number=resume_attempt,
-                    )
-                )
+                launcher.resume_run(compat.launch_context(dagster_run, resume_attempt))
             else:
-                launcher.launch_run(LaunchRunContext(dagster_run=dagster_run, workspace=None))
+                launcher.launch_run(compat.launch_context(dagster_run))
         except h.JobCaptured as captured:
             return _captured(instance, captured)
         raise AssertionError("launcher returned without calling create_namespaced_job")
@@ -115,30 +113,45 @@ def _prepare_run(case: Mapping[str, Any]):
     return once
 
 
+# What a Celery worker pod has: the task's first engine event reads them (1.1.9's crashes on None).
+WORKER_HOSTNAME = "dagster-celery-workers-0"
+WORKER_NODE_NAME = f"dagster-abc123@{WORKER_HOSTNAME}"
+
+
 def _prepare_step(case: Mapping[str, Any]):
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
     from dagster._serdes import unpack_value
 
-    kwargs = dict(case["task_kwargs"])
+    task = _celery_task()  # imported first, as in a worker: it registers ExecuteStepArgs for serdes
+    # deep copies: 1.1.9's unpack_value pops "__class__" from the dicts it is given
+    kwargs = copy.deepcopy(dict(case["task_kwargs"]))
     # The run record a worker would load from run storage (errata 6: from kwargs alone the job
     # name is pipeline_origin.pipeline_name and there is no remote origin / code location).
-    step_args = unpack_value(kwargs["execute_step_args_packed"])
-    dagster_run = DagsterRun(
-        job_name=step_args.job_origin.job_name,
-        run_id=step_args.run_id,
-        status=DagsterRunStatus.STARTED,
-        job_code_origin=step_args.job_origin,
+    step_args = unpack_value(copy.deepcopy(kwargs["execute_step_args_packed"]))
+    job_origin = compat.step_args_job_origin(step_args)
+    dagster_run = compat.dagster_run(
+        job_name=compat.origin_job_name(job_origin),
+        run_id=compat.step_args_run_id(step_args),
+        run_config={},
+        tags={},
+        status=compat.run_status().STARTED,
+        job_code_origin=job_origin,
+        remote_job_origin=None,
     )
     instance = h.InstanceStandIn(step_args.instance_ref, run=dagster_run)
-    task = _celery_task()
 
     def once() -> dict:
         instance.engine_events.clear()
-        with _patched_from_ref(instance):
-            try:
-                result = task(**kwargs)
-            except h.JobCaptured as captured:
-                return _captured(instance, captured)
+        call_kwargs = copy.deepcopy(kwargs) if compat.unpack_mutates() else kwargs
+        os.environ.setdefault("HOSTNAME", WORKER_HOSTNAME)
+        task.push_request(hostname=WORKER_NODE_NAME)  # the request a worker delivers with
+        try:
+            with _patched_from_ref(instance):
+                try:
+                    result = task._get_current_object().run(**call_kwargs)
+                except h.JobCaptured as captured:
+                    return _captured(instance, captured)
+        finally:
+            task.pop_request()
         raise AssertionError(f"task returned {result!r} without calling create_namespaced_job")
 
     return once

@@ -1,18 +1,41 @@
-"""Runway <-> Dagster parity tests.
+"""Runway <-> Dagster parity tests, per Dagster version.
 
     .venv/bin/python -m pytest tests/parity -q
 
+Versions (PARITY_VERSIONS, default "1.13.27,1.1.9"):
+- 1.13.27: the corpus of gen_cases.generate(seed, count) (unchanged by the version work),
+  rendered in-process by the project venv's Dagster 1.13.27 / dagster-k8s 0.29.27.
+- 1.1.9: gen_cases.generate(seed, count, "1.1.9"): case files carry "dagster_version": "1.1.9";
+  completed and rendered by the real Dagster 1.1.9 / dagster-k8s / dagster-celery-k8s 0.17.9 in
+  .venv-1.1.9 (dagster_batch.py workers, PYTHONHASHSEED=dagster_batch.HASH_SEED).
+
 Environment:
-    PARITY_SEED     corpus seed (default gen_cases.DEFAULT_SEED)
-    PARITY_COUNT    corpus size (default 1200)
+    PARITY_SEED     corpus seed (default gen_cases.DEFAULT_SEED; the same for every version)
+    PARITY_COUNT    corpus size per version (default 1200)
+    PARITY_VERSIONS comma-separated versions to check (default: all above)
     RUNWAY_BIN      runway binary (default <repo>/target/debug/runway)
-    PARITY_REPORT   where to write the failure report (default: in the pytest temp dir)
+    PARITY_REPORT   failure report path; the version is inserted before the extension
+                    (default: parity-report-<version>.txt in the pytest temp dir)
     PARITY_JOBS     parallel `runway render` processes (default: CPU count)
 
-The corpus (case files) is written under pytest's temp dir. Each entry is rendered by the real
-Python packages (dagster_render.render) and by `runway render --case FILE --output json` with the
-entry's env on top of a minimal base env, and the Jobs are compared byte for byte after key sorting;
-the `--compressed-input-json` argument of step Jobs is compared decompressed.
+Each entry is rendered by the real Python packages of its version and by
+`runway render --case FILE --output json` with the entry's env on top of a minimal base env, and
+the Jobs are compared byte for byte after key sorting; the `--compressed-input-json` argument of
+step Jobs is compared decompressed.
+
+One exception, Dagster 1.1.9 only (dagster-k8s < 0.21.3): K8sContainerContext.merge de-duplicates
+the launcher's and the code location's list fields through a Python set, sorted by the salted
+str hash (`sorted(set(...), key=hash)`), so their order changes with PYTHONHASHSEED. In the Jobs
+of K8sRunLauncher run cases of the 1.1.9 corpus, these lists are compared as multisets (each
+list's elements sorted by their key-sorted JSON on both sides, duplicates kept):
+    spec.template.spec.containers[0].env           (the env_vars part is hash-ordered)
+    spec.template.spec.containers[0].envFrom       (config maps, then secrets, each hash-ordered)
+    spec.template.spec.containers[0].volumeMounts
+    spec.template.spec.volumes
+    spec.template.spec.imagePullSecrets
+CeleryK8sRunLauncher run Jobs and celery step Jobs concatenate those lists without a set and are
+compared in order, like every 1.13 Job. (Rendering the 1.1.9 corpus under PYTHONHASHSEED 0, 1, 2
+and 3 changes exactly these five paths, and only in K8sRunLauncher Jobs.)
 """
 
 from __future__ import annotations
@@ -35,14 +58,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+import dagster_batch  # noqa: E402
 import dagster_harness  # noqa: E402
 import dagster_render  # noqa: E402
 import gen_cases  # noqa: E402
+import parity_summary  # noqa: E402
 
 SEED = int(os.environ.get("PARITY_SEED", gen_cases.DEFAULT_SEED))
 COUNT = int(os.environ.get("PARITY_COUNT", gen_cases.DEFAULT_COUNT))
+VERSIONS = [v.strip() for v in os.environ.get("PARITY_VERSIONS", "1.13.27,1.1.9").split(",") if v.strip()]
 K8S_VERSION = "1.36.0"
 MAX_REPORTED_DIFFS = 25
+
+# The python of each version that is not the project venv's (gen_cases.generate's default for 1.1).
+VERSION_PYTHON = {"1.1.9": gen_cases.VENV_1_1_9_PYTHON}
+MULTISET_VERSIONS = {"1.1.9"}
+MULTISET_PATHS = [
+    ("spec", "template", "spec", "containers", 0, "env"),
+    ("spec", "template", "spec", "containers", 0, "envFrom"),
+    ("spec", "template", "spec", "containers", 0, "volumeMounts"),
+    ("spec", "template", "spec", "volumes"),
+    ("spec", "template", "spec", "imagePullSecrets"),
+]
 
 # Feature tags the corpus must cover (with at least MIN_PER_FEATURE entries at the default size).
 REQUIRED_FEATURES = [
@@ -73,37 +110,86 @@ REQUIRED_FEATURES = [
     "error:seed_resources", "error:allowlist_violation", "error:no_image",
     "error:launcher_unknown_key",
 ]
+# 1.1.9 has no merge_behavior, allowlists, per-step config or container-context env; it covers
+# every error kind of its rotation instead (common ones and newer keys).
+_NOT_IN_1_1_9 = {"tag_merge_deep", "tag_merge_shallow", "cc_merge_shallow", "cc_merge_deep", "cc_env",
+                 "allowlist_fields_pass", "allowlist_fields_violate", "allowlist_env_vars",
+                 "per_step_k8s_config", "per_step_other_key_ignored", "error:allowlist_violation"}
+REQUIRED_FEATURES_1_1_9 = sorted(
+    {f for f in REQUIRED_FEATURES if f not in _NOT_IN_1_1_9} | {"newer_key"}
+    | {f"error:{e}" for _, e in gen_cases.ERROR_PAIRS_1_1_9}
+)
 MIN_PER_FEATURE = 3
+# (kind ratio bounds K8sRunLauncher, CeleryK8sRunLauncher, step; expected-error ratio bounds)
+RATIOS = {"1.13.27": ((0.44, 0.56), (0.11, 0.19), (0.29, 0.41), (0.05, 0.10)),
+          "1.1.9": ((0.44, 0.56), (0.11, 0.19), (0.29, 0.41), (0.10, 0.20))}
+
+
+def required_features(version: str) -> list[str]:
+    return REQUIRED_FEATURES_1_1_9 if version == "1.1.9" else REQUIRED_FEATURES
 
 
 # ------------------------------------------------------------------------------------------------
-# Session fixtures: corpus, Python renders, runway renders
+# Session fixtures: corpus, Python renders, runway renders (one set per version)
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def corpus():
-    t0 = time.monotonic()
-    entries = gen_cases.generate(SEED, COUNT)
-    return {"entries": entries, "gen_seconds": time.monotonic() - t0}
+@pytest.fixture(scope="session", params=VERSIONS)
+def version(request):
+    return request.param
+
+
+def version_python(version: str) -> str | None:
+    python = VERSION_PYTHON.get(version)
+    if python and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        pytest.fail(f"Dagster {version} parity needs {python} (scripts/bootstrap.sh creates it; "
+                    f"set PARITY_VERSIONS to skip that version)", pytrace=False)
+    return python
+
+
+_CACHE: dict = collections.defaultdict(dict)
+
+
+def _cached(version: str, key: str, fn):
+    if key not in _CACHE[version]:
+        _CACHE[version][key] = fn()
+    return _CACHE[version][key]
 
 
 @pytest.fixture(scope="session")
-def corpus_dir(corpus, tmp_path_factory):
-    d = tmp_path_factory.mktemp("parity-corpus")
-    for i, e in enumerate(corpus["entries"]):
-        base = d / f"{i:05d}"
-        (base.with_suffix(".case.json")).write_text(json.dumps(e["case"], ensure_ascii=False),
-                                                    encoding="utf-8")
-        (base.with_suffix(".env.json")).write_text(json.dumps(e["env"]), encoding="utf-8")
-    return d
+def corpus(version):
+    def make():
+        python = version_python(version)
+        t0 = time.monotonic()
+        entries = gen_cases.generate(SEED, COUNT, version, python=python)
+        return {"entries": entries, "gen_seconds": time.monotonic() - t0}
+    return _cached(version, "corpus", make)
 
 
 @pytest.fixture(scope="session")
-def python_results(corpus):
-    t0 = time.monotonic()
-    results = [dagster_render.render(e) for e in corpus["entries"]]
-    return {"results": results, "seconds": time.monotonic() - t0}
+def corpus_dir(version, corpus, tmp_path_factory):
+    def make():
+        d = tmp_path_factory.mktemp(f"parity-corpus-{version}")
+        for i, e in enumerate(corpus["entries"]):
+            base = d / f"{i:05d}"
+            (base.with_suffix(".case.json")).write_text(json.dumps(e["case"], ensure_ascii=False),
+                                                        encoding="utf-8")
+            (base.with_suffix(".env.json")).write_text(json.dumps(e["env"]), encoding="utf-8")
+        return d
+    return _cached(version, "corpus_dir", make)
+
+
+@pytest.fixture(scope="session")
+def python_results(version, corpus):
+    def make():
+        python = version_python(version)
+        t0 = time.monotonic()
+        if python is None:
+            results = [dagster_render.render(e) for e in corpus["entries"]]
+        else:
+            results = dagster_batch.run_batch(python, "render", corpus["entries"])
+        return {"results": results, "seconds": time.monotonic() - t0}
+    return _cached(version, "python_results", make)
 
 
 def runway_bin() -> str:
@@ -131,25 +217,29 @@ def run_runway(binary: str, case_path: str, env: dict) -> dict:
     return {"ok": False, "crash": True, "error": f"exit code {proc.returncode}: {stderr[-2000:]}"}
 
 
-@pytest.fixture(scope="session")
-def runway_results(corpus, corpus_dir):
-    binary = runway_bin()
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        pytest.fail(
-            f"runway binary not found at {binary}: build it with `cargo build -p runway --features dev-cluster` (or set RUNWAY_BIN "
-            "to the binary) before running the parity comparison",
-            pytrace=False,
-        )
-    entries = corpus["entries"]
+def run_runway_all(binary: str, paths: list[str], envs: list[dict]) -> list[dict]:
     jobs = int(os.environ.get("PARITY_JOBS", os.cpu_count() or 4))
-    t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [
-            pool.submit(run_runway, binary, str(corpus_dir / f"{i:05d}.case.json"), e["env"])
-            for i, e in enumerate(entries)
-        ]
-        results = [f.result() for f in futures]
-    return {"results": results, "seconds": time.monotonic() - t0}
+        futures = [pool.submit(run_runway, binary, p, env) for p, env in zip(paths, envs)]
+        return [f.result() for f in futures]
+
+
+@pytest.fixture(scope="session")
+def runway_results(version, corpus, corpus_dir):
+    def make():
+        binary = runway_bin()
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            pytest.fail(
+                f"runway binary not found at {binary}: build it with `cargo build -p runway --features "
+                "dev-cluster` (or set RUNWAY_BIN to the binary) before running the parity comparison",
+                pytrace=False,
+            )
+        entries = corpus["entries"]
+        t0 = time.monotonic()
+        results = run_runway_all(binary, [str(corpus_dir / f"{i:05d}.case.json") for i in range(len(entries))],
+                                 [e["env"] for e in entries])
+        return {"results": results, "seconds": time.monotonic() - t0}
+    return _cached(version, "runway_results", make)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -184,28 +274,62 @@ def normalize_job(job):
     return job
 
 
-def canonical(job) -> str:
-    return json.dumps(normalize_job(job), sort_keys=True)
+def multiset_lists(job, version: str, case: dict):
+    """The Job with the hash-ordered lists of `version` (MULTISET_PATHS) in a canonical order."""
+    if version not in MULTISET_VERSIONS or case.get("launcher_class") != "K8sRunLauncher":
+        return job
+    for path in MULTISET_PATHS:
+        node = job
+        for key in path[:-1]:
+            ok = isinstance(node, dict) and key in node if isinstance(key, str) else \
+                isinstance(node, list) and len(node) > key
+            if not ok:
+                node = None
+                break
+            node = node[key]
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), list):
+            node[path[-1]] = sorted(node[path[-1]], key=lambda x: json.dumps(x, sort_keys=True))
+    return job
 
 
-def pretty(job) -> list[str]:
-    return json.dumps(normalize_job(job), sort_keys=True, indent=1, ensure_ascii=False).splitlines()
+def comparable(job, version: str, case: dict):
+    return multiset_lists(normalize_job(job), version, case)
 
 
-def validate_job(job) -> str | None:
+def canonical(job, version: str = "1.13.27", case: dict | None = None) -> str:
+    return json.dumps(comparable(job, version, case or {}), sort_keys=True)
+
+
+def pretty(job, version: str = "1.13.27", case: dict | None = None) -> list[str]:
+    return json.dumps(comparable(job, version, case or {}), sort_keys=True, indent=1,
+                      ensure_ascii=False).splitlines()
+
+
+_VALIDATED: dict[str, str | None] = {}
+
+
+def validate_job(job, key: str | None = None) -> str | None:
+    """kubernetes-validate --strict for K8S_VERSION; `key` (a comparable canonical form) caches
+    the answer: a Job equal to one already validated (list order aside) has the same answer."""
+    if key is not None and key in _VALIDATED:
+        return _VALIDATED[key]
     import kubernetes_validate
 
     try:
         kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+        result = None
     except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        result = f"{type(exc).__name__}: {exc}"
+    if key is not None:
+        _VALIDATED[key] = result
+    return result
 
 
-def report_path(tmp_path_factory) -> str:
+def report_path(tmp_path_factory, version: str) -> str:
     if os.environ.get("PARITY_REPORT"):
-        return os.environ["PARITY_REPORT"]
-    return str(tmp_path_factory.getbasetemp() / "parity-report.txt")
+        root, ext = os.path.splitext(os.environ["PARITY_REPORT"])
+        return f"{root}-{version}{ext or '.txt'}"
+    return str(tmp_path_factory.getbasetemp() / f"parity-report-{version}.txt")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,17 +337,21 @@ def report_path(tmp_path_factory) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_generator_is_deterministic(corpus):
-    n = min(COUNT, 250)
-    again = gen_cases.generate(SEED, n)
+def test_generator_is_deterministic(version, corpus):
+    n = min(COUNT, 250 if VERSION_PYTHON.get(version) is None else 100)
+    python = version_python(version)
+    again = gen_cases.generate(SEED, n, version, python=python)
     assert json.dumps(again, sort_keys=True) == json.dumps(corpus["entries"][:n], sort_keys=True)
-    other = gen_cases.generate(SEED + 1, n)
-    assert json.dumps(other, sort_keys=True) != json.dumps(again, sort_keys=True)
+    other = gen_cases.generate_skeletons(SEED + 1, n, gen_cases.generator_mode(version))
+    mine = gen_cases.generate_skeletons(SEED, n, gen_cases.generator_mode(version))
+    assert json.dumps(other, sort_keys=True) != json.dumps(mine, sort_keys=True)
     names = [e["name"] for e in corpus["entries"]]
     assert len(names) == len(set(names)), "entry names must be unique"
+    stamped = {e["case"].get("dagster_version") for e in corpus["entries"]}
+    assert stamped == ({None} if gen_cases.generator_mode(version) is gen_cases.ACCEPTS_1_13 else {version})
 
 
-def test_generator_feature_coverage(corpus):
+def test_generator_feature_coverage(version, corpus):
     entries = corpus["entries"]
     counts = collections.Counter(f for e in entries for f in e["features"])
     kinds = collections.Counter(
@@ -231,33 +359,37 @@ def test_generator_feature_coverage(corpus):
     )
     errors = sum(e["expect"] == "error" for e in entries)
     lines = [f"{counts[f]:5d}  {f}" for f in sorted(counts)]
-    print("\nfeature coverage:\n" + "\n".join(lines))
-    print(f"kinds: {dict(kinds)}; expected errors: {errors}/{len(entries)}")
+    print(f"\n[{version}] feature coverage:\n" + "\n".join(lines))
+    print(f"[{version}] kinds: {dict(kinds)}; expected errors: {errors}/{len(entries)}")
     if COUNT < gen_cases.DEFAULT_COUNT:
         pytest.skip(f"coverage thresholds apply to the default corpus size (PARITY_COUNT={COUNT})")
     assert len(entries) >= 1000
-    missing = [f for f in REQUIRED_FEATURES if counts[f] < MIN_PER_FEATURE]
-    assert not missing, f"features covered by fewer than {MIN_PER_FEATURE} entries: {missing}"
+    missing = [f for f in required_features(version) if counts[f] < MIN_PER_FEATURE]
+    assert not missing, f"[{version}] features covered by fewer than {MIN_PER_FEATURE} entries: {missing}"
     n = len(entries)
-    assert 0.44 <= kinds["K8sRunLauncher"] / n <= 0.56, kinds
-    assert 0.11 <= kinds["CeleryK8sRunLauncher"] / n <= 0.19, kinds
-    assert 0.29 <= kinds["step"] / n <= 0.41, kinds
-    assert 0.05 <= errors / n <= 0.10, errors
+    (k8s_lo, k8s_hi), (cel_lo, cel_hi), (step_lo, step_hi), (err_lo, err_hi) = RATIOS[version]
+    assert k8s_lo <= kinds["K8sRunLauncher"] / n <= k8s_hi, kinds
+    assert cel_lo <= kinds["CeleryK8sRunLauncher"] / n <= cel_hi, kinds
+    assert step_lo <= kinds["step"] / n <= step_hi, kinds
+    assert err_lo <= errors / n <= err_hi, errors
 
 
-def test_python_side(corpus, python_results):
+def test_python_side(version, corpus, python_results):
     """Dagster itself: outcome as intended by the generator, Jobs valid for k8s 1.36 (strict),
     and the run-worker argv in the Job equals the argv stored in the case."""
     problems = []
     for e, out in zip(corpus["entries"], python_results["results"]):
+        if out.get("harness_error"):
+            problems.append(f"{e['name']}: harness error: {out['error'][:300]}")
+            continue
         got = "ok" if out["ok"] else "error"
         if got != e["expect"]:
-            problems.append(f"{e['name']}: expected {e['expect']}, Dagster gave {got}: "
+            problems.append(f"{e['name']}: expected {e['expect']}, Dagster {version} gave {got}: "
                             f"{out.get('error', '')[:300]}")
             continue
         if not out["ok"]:
             continue
-        invalid = validate_job(out["job"])
+        invalid = validate_job(out["job"], canonical(out["job"], version, e["case"]))
         if invalid:
             problems.append(f"{e['name']}: Dagster Job fails kubernetes-validate: {invalid[:500]}")
         if e["case"]["kind"] == "run":
@@ -265,12 +397,31 @@ def test_python_side(corpus, python_results):
             if args != e["case"]["run"]["args"]:
                 problems.append(f"{e['name']}: launcher argv differs from the case's run.args")
     n = len(corpus["entries"])
-    print(f"\npython: generated {n} cases in {corpus['gen_seconds']:.1f}s, "
+    print(f"\n[{version}] python: generated {n} cases in {corpus['gen_seconds']:.1f}s, "
           f"rendered in {python_results['seconds']:.1f}s")
-    assert not problems, "\n".join(problems[:50])
+    assert not problems, f"[Dagster {version}]\n" + "\n".join(problems[:50])
 
 
-def test_parity_with_runway(corpus, python_results, runway_results, tmp_path_factory):
+def test_newer_keys_are_accepted_by_the_newest(version, corpus):
+    """The 1.1.9 corpus's `newer_key` cases are rejections only because 1.1.9 lacks the key: the
+    project venv's Dagster 1.13.27 (args recomputed by it) renders every one of them."""
+    newer = [e for e in corpus["entries"] if "newer_key" in e["features"]]
+    if not newer:
+        pytest.skip(f"no newer-key cases in the {version} corpus")
+    import dagster_complete
+
+    problems = []
+    for e in newer:
+        case = {k: v for k, v in e["case"].items() if k != "dagster_version"}
+        if case["kind"] == "run":
+            case = dagster_complete.complete({**case, "run": {k: v for k, v in case["run"].items() if k != "args"}})
+        out = dagster_render.render({"name": e["name"], "case": case, "env": e["env"]})
+        if not out["ok"]:
+            problems.append(f"{e['name']}: Dagster {gen_cases.NEWEST_VERSION} rejects it too: {out['error'][:300]}")
+    assert not problems, "\n".join(problems[:30])
+
+
+def test_parity_with_runway(version, corpus, python_results, runway_results, tmp_path_factory):
     entries = corpus["entries"]
     py = python_results["results"]
     rw = runway_results["results"]
@@ -283,45 +434,49 @@ def test_parity_with_runway(corpus, python_results, runway_results, tmp_path_fac
             continue
         if p["ok"] != r["ok"]:
             if p["ok"]:
-                failures.append((name, "outcome", f"Dagster rendered a Job, runway errored: {r['error'][:1000]}"))
+                failures.append((name, "outcome", f"Dagster {version} rendered a Job, runway errored: "
+                                                  f"{r['error'][:1000]}"))
             else:
-                failures.append((name, "outcome", f"Dagster rejected the case ({p['error'][:500]}), "
-                                                  "runway rendered a Job"))
+                failures.append((name, "outcome", f"Dagster {version} rejected the case "
+                                                  f"({p['error'][:500]}), runway rendered a Job"))
             continue
         if not p["ok"]:
             identical += 1
             errors_agreed += 1
             continue
-        if canonical(p["job"]) == canonical(r["job"]):
+        expected, got = canonical(p["job"], version, e["case"]), canonical(r["job"], version, e["case"])
+        if expected == got:
             identical += 1
             if e["case"]["kind"] == "step":
                 steps += 1
             else:
                 runs += 1
-            invalid = validate_job(r["job"])
+            invalid = validate_job(r["job"], got)
             if invalid:
                 failures.append((name, "k8s validation", f"runway Job fails kubernetes-validate: {invalid[:1000]}"))
             continue
-        diff = "\n".join(difflib.unified_diff(pretty(p["job"]), pretty(r["job"]), "dagster", "runway",
-                                              n=3, lineterm=""))
+        diff = "\n".join(difflib.unified_diff(pretty(p["job"], version, e["case"]),
+                                              pretty(r["job"], version, e["case"]),
+                                              f"dagster {version}", "runway", n=3, lineterm=""))
         failures.append((name, "job differs", diff))
 
     total = len(entries)
-    summary = (f"parity: {identical}/{total} identical ({runs} runs, {steps} steps, "
-               f"{errors_agreed} errors agreed); python {python_results['seconds']:.1f}s, "
-               f"runway {runway_results['seconds']:.1f}s")
+    summary = (f"parity Dagster {version}: {identical}/{total} identical ({runs} runs, {steps} steps, "
+               f"{errors_agreed} errors agreed); generated {corpus['gen_seconds']:.1f}s, "
+               f"python {python_results['seconds']:.1f}s, runway {runway_results['seconds']:.1f}s")
+    parity_summary.add(summary)
     print("\n" + summary)
     if failures:
         by_kind = collections.Counter(k for _, k, _ in failures)
-        path = report_path(tmp_path_factory)
+        path = report_path(tmp_path_factory, version)
         with open(path, "w", encoding="utf-8") as f:
             f.write(summary + "\n")
             f.write(f"failures by kind: {dict(by_kind)}\n\n")
             for name, kind, text in failures[:MAX_REPORTED_DIFFS]:
-                f.write(f"=== {name} [{kind}]\n{text}\n\n")
+                f.write(f"=== [{version}] {name} [{kind}]\n{text}\n\n")
             if len(failures) > MAX_REPORTED_DIFFS:
                 f.write(f"... and {len(failures) - MAX_REPORTED_DIFFS} more: "
                         + ", ".join(n for n, _, _ in failures[MAX_REPORTED_DIFFS:]) + "\n")
-        first = "\n".join(f"=== {n} [{k}]\n{t[:3000]}" for n, k, t in failures[:3])
-        pytest.fail(f"{summary}\n{len(failures)} mismatches {dict(by_kind)}; report: {path}\n{first}",
-                    pytrace=False)
+        first = "\n".join(f"=== [{version}] {n} [{k}]\n{t[:3000]}" for n, k, t in failures[:3])
+        pytest.fail(f"{summary}\n{len(failures)} mismatches {dict(by_kind)}; "
+                    f"report: {path}\n{first}", pytrace=False)
