@@ -3,9 +3,13 @@
 QueuedRunCoordinator and run monitoring, a code location served by `dagster api grpc`,
 `dagster-daemon`, and optionally the webserver.
 
-The end-to-end tests (tests/python/test_dagster_e2e.py) and the demo (scripts/demo.py) both
-run on it. Each part is started as the real program and stopped with SIGTERM; `Stack` is a
-context manager and stops, in reverse order, whatever it started.
+The end-to-end tests (tests/python/test_dagster_e2e.py, tests/dagster-1.1.9/) and the demo
+(scripts/demo.py) run on it. The Dagster programs run with `Options.python` (default: this
+Python), and the pods with the Python of the code location's origin, so a whole instance can
+come from another venv (.venv-1.1.9): dagster.yaml, launcher keys and run submission follow
+the release installed there, which must also be the one imported here (the stack reads the
+instance's storage in this process). Each part is started as the real program and stopped
+with SIGTERM; `Stack` is a context manager and stops, in reverse order, whatever it started.
 """
 from __future__ import annotations
 
@@ -25,8 +29,8 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from stack_procs import (BACKEND, BROKER, Proc, Processes, free_port,  # noqa: E402,F401
-                         wait_http, wait_port)
+from stack_procs import (BACKEND, BROKER, Proc, Processes, broker_vhost,  # noqa: E402,F401
+                         dagster_version, database, free_port, wait_http, wait_port)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Absolute: the programs run in the stack's own working directory.
@@ -39,10 +43,14 @@ LOCATION = "runway_example"
 
 @dataclass
 class Options:
-    """What to run. `launcher` is `runway-k8s`, `runway-celery-k8s` or `stock-k8s` (the
-    stock dagster-k8s K8sRunLauncher, for comparisons)."""
+    """What to run. `launcher` is `runway-k8s`, `runway-celery-k8s`, `stock-k8s` or
+    `stock-celery-k8s` (the stock dagster-k8s / dagster-celery-k8s launchers)."""
 
     launcher: str = "runway-k8s"
+    python: str = sys.executable  # the Dagster programs' venv (their dagster CLI)
+    backend: str = BACKEND  # the steps' result backend (rpc:// if no `redis`; serve's stays)
+    worker_args: tuple[str, ...] = ()  # more `runway worker` flags, e.g. --dagster-version
+    own_vhost: bool = False  # a RabbitMQ vhost of its own (deleted at the end)
     job_file: str = os.path.join(ROOT, "scripts", "example_jobs.py")
     workers: tuple[str, ...] = ()  # one `runway worker -Q <queue>` each
     webserver: bool = False
@@ -68,6 +76,8 @@ class Stack(Processes):
         Dagster instance on the same control plane)."""
         self.o = options
         self.shared = cluster
+        self.bin = os.path.dirname(options.python)
+        self.dagster_version = dagster_version(options.python)
         self._exit = contextlib.ExitStack()
         work = options.work_dir or tempfile.mkdtemp(prefix="runway-stack-")
         os.makedirs(work, exist_ok=True)
@@ -77,7 +87,7 @@ class Stack(Processes):
                                     DAGSTER_PG_PASSWORD=PG_PASSWORD, PYTHONUNBUFFERED="1"))
         # The pods are local processes: `dagster` and the venv's Python come first on PATH,
         # as an image would have them.
-        self.env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + self.env["PATH"]
+        self.env["PATH"] = self.bin + os.pathsep + self.env["PATH"]
         self.kubeconfig = ""
         self.endpoint = ""
         self.serve_http = ""
@@ -87,8 +97,8 @@ class Stack(Processes):
         self.flower_url = ""
         self.database = ""
         self.instance = None
-
-    # --- processes -------------------------------------------------------------------------
+        self.broker = BROKER
+        self.vhost = ""
 
     # --- parts -----------------------------------------------------------------------------
 
@@ -121,7 +131,7 @@ class Stack(Processes):
     def _serve(self) -> None:
         argv = [RUNWAY_BIN, "serve", "--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0",
                 f"--kubeconfig={self.kubeconfig}", f"--namespace={NAMESPACE}",
-                "--kube-qps=0", "--log-format=text", f"--broker-url={BROKER}",
+                "--kube-qps=0", "--log-format=text", f"--broker-url={self.broker}",
                 f"--result-backend={BACKEND}", *self.o.serve_args]
         proc = self.start("runway-serve", argv, stdout=subprocess.PIPE, text=True)
         line = self._first_line(proc, "listening on")
@@ -132,11 +142,11 @@ class Stack(Processes):
         wait_http(f"{self.serve_http}/ready")
 
     def _worker(self, queue: str) -> None:
-        argv = [RUNWAY_BIN, "worker", "-Q", queue, "--broker-url", BROKER,
-                "--result-backend", BACKEND, "--kubeconfig", self.kubeconfig,
+        argv = [RUNWAY_BIN, "worker", "-Q", queue, "--broker-url", self.broker,
+                "--result-backend", self.o.backend, "--kubeconfig", self.kubeconfig,
                 "--namespace", NAMESPACE, "--http-listen", "127.0.0.1:0",
                 "--hostname", f"runway@{queue}", "--log-format", "text",
-                "--shutdown-grace-secs", "5", "--task-events"]
+                "--shutdown-grace-secs", "5", "--task-events", *self.o.worker_args]
         proc = self.start(f"runway-worker-{queue}", argv, stdout=subprocess.PIPE, text=True)
         line = self._first_line(proc, "consuming")
         http = "http://" + line.rsplit("http://", 1)[1].strip().rstrip(")")
@@ -144,26 +154,10 @@ class Stack(Processes):
         self.worker_http[queue] = http
 
     def _database(self) -> None:
-        import psycopg2
-
         self.database = self.o.database or f"runway_stack_{uuid.uuid4().hex[:8]}"
-        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-        conn.autocommit = True
-        cur = conn.cursor()
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
-        if not cur.fetchone():
-            cur.execute(f'CREATE DATABASE "{self.database}"')
-        conn.close()
+        database(self.database)
         if not self.o.keep_database:
-            self._exit.callback(self._drop_database)
-
-    def _drop_database(self) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-        conn.autocommit = True
-        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        conn.close()
+            self._exit.callback(database, self.database, create=False)
 
     def launcher_config(self) -> dict:
         common = {
@@ -177,16 +171,23 @@ class Stack(Processes):
             "service_account_name": "default",
         }
         runway = {"runway_endpoint": self.endpoint}
+        celery = {**common, "broker": self.broker, "backend": self.o.backend}
+        if self.dagster_version < (1, 2, 2):
+            # dagster-celery-k8s 0.17.9 has no launcher job_namespace (compat errata 16): its
+            # runs name their namespace in the executor config.
+            del celery["job_namespace"]
         if self.o.launcher == "runway-k8s":
             module, cls, config = "dagster_runway", "RunwayK8sRunLauncher", {**common, **runway}
         elif self.o.launcher == "runway-celery-k8s":
-            module, cls = "dagster_runway", "RunwayCeleryK8sRunLauncher"
-            config = {**common, **runway, "broker": BROKER, "backend": BACKEND}
+            module, cls, config = "dagster_runway", "RunwayCeleryK8sRunLauncher", {
+                **celery, **runway}
         elif self.o.launcher == "stock-k8s":
             module, cls, config = "dagster_k8s", "K8sRunLauncher", common
+        elif self.o.launcher == "stock-celery-k8s":
+            module, cls, config = "dagster_celery_k8s", "CeleryK8sRunLauncher", celery
         else:
             raise ValueError(f"launcher {self.o.launcher!r}: expected runway-k8s,"
-                             " runway-celery-k8s or stock-k8s")
+                             " runway-celery-k8s, stock-k8s or stock-celery-k8s")
         config.update(self.o.extra_launcher_config)
         return {"module": module, "class": cls, "config": config}
 
@@ -211,12 +212,15 @@ class Stack(Processes):
                                "max_resume_run_attempts": self.o.max_resume_run_attempts},
             "telemetry": {"enabled": False},
         }
+        if self.dagster_version < (1, 2):
+            # Dagster 1.1 knows no cancel timeout (its daemon leaves CANCELING runs alone).
+            del doc["run_monitoring"]["cancel_timeout_seconds"]
         with open(os.path.join(self.home, "dagster.yaml"), "w") as f:
             yaml.safe_dump(doc, f, sort_keys=False)
 
     def _code_location(self) -> None:
         port = free_port()
-        argv = [sys.executable, "-m", "dagster", "api", "grpc", "--python-file", self.o.job_file,
+        argv = [self.o.python, "-m", "dagster", "api", "grpc", "--python-file", self.o.job_file,
                 "--working-directory", os.path.dirname(self.o.job_file), "--host", "127.0.0.1",
                 "--port", str(port), "--location-name", LOCATION, "--container-image", IMAGE,
                 "--use-python-environment-entry-point"]
@@ -229,20 +233,30 @@ class Stack(Processes):
 
     def _daemon(self) -> None:
         self.daemon = self.start("dagster-daemon", [
-            os.path.join(os.path.dirname(sys.executable), "dagster-daemon"), "run",
+            os.path.join(self.bin, "dagster-daemon"), "run",
             "-w", self.workspace])
 
     def _webserver(self) -> None:
         port = free_port()
+        # Dagster before 1.3 names it `dagit`.
+        program = "dagster-webserver" if self.dagster_version >= (1, 3) else "dagit"
         proc = self.start("dagster-webserver", [
-            os.path.join(os.path.dirname(sys.executable), "dagster-webserver"),
+            os.path.join(self.bin, program),
             "-h", "127.0.0.1", "-p", str(port), "-w", self.workspace])
         self.webserver_url = f"http://127.0.0.1:{port}"
         wait_port(port, timeout=120, proc=proc.popen)
         wait_http(f"{self.webserver_url}/server_info", timeout=120)
 
     def __enter__(self) -> "Stack":
+        if dagster_version(sys.executable) != self.dagster_version:
+            raise RuntimeError(f"{self.o.python} runs Dagster {self.dagster_version}, this"
+                               f" process {dagster_version(sys.executable)}: run it from there")
         try:
+            if self.shared is not None:
+                self.broker = self.shared.broker
+            elif self.o.own_vhost:
+                self.vhost = f"runway-stack-{uuid.uuid4().hex[:8]}"
+                self.broker = broker_vhost(self.vhost)
             if self.shared is None:
                 self._dev_cluster()
                 self._serve()
@@ -258,7 +272,7 @@ class Stack(Processes):
             if self.o.webserver:
                 self._webserver()
             if self.o.flower:
-                self.flower_url = self.start_flower()
+                self.flower_url = self.start_flower(self.broker)
             from dagster import DagsterInstance
 
             # The instance in this process reads the same dagster.yaml.
@@ -275,12 +289,19 @@ class Stack(Processes):
 
     def close(self) -> dict[str, int]:
         """Stops everything (Dagster first, then the workers, serve, the cluster) and
-        returns each program's exit status."""
+        returns each program's exit status; then drops what they used (the database, whose
+        loss would keep the daemon's threads retrying past its SIGTERM)."""
         codes = {}
-        self._exit.close()
         for proc in reversed(self.procs):
-            codes[proc.name] = self.stop_proc(proc)
+            # 1.1.9's daemon waits 30 s for its scheduler thread, which ignores the shutdown.
+            legacy_daemon = proc.name == "dagster-daemon" and self.dagster_version < (1, 2)
+            grace = 5.0 if legacy_daemon else 30.0
+            codes[proc.name] = self.stop_proc(proc, grace)
         self.procs.clear()
+        self._exit.close()
+        if self.vhost:
+            broker_vhost(self.vhost, create=False)
+            self.vhost = ""
         if not self.o.work_dir:
             shutil.rmtree(self.work, ignore_errors=True)
         return codes
@@ -291,24 +312,35 @@ class Stack(Processes):
                run_config: Optional[dict] = None) -> list[str]:
         """Creates and submits runs as the webserver's launch button does; with the
         QueuedRunCoordinator they are QUEUED until the daemon takes them."""
-        from dagster._cli.job import _create_run
         from dagster._core.workspace.context import WorkspaceProcessContext
         from dagster._core.workspace.load_target import WorkspaceFileTarget
 
         ids = []
         with WorkspaceProcessContext(self.instance, WorkspaceFileTarget([self.workspace])) as ctx:
             request = ctx.create_request_context()
-            location = request.get_code_location(LOCATION)
-            [repo] = location.get_repositories().values()
-            remote_job = repo.get_full_job(job_name)
             for _ in range(count):
-                run = _create_run(instance=self.instance, code_location=location,
-                                  remote_repo=repo, remote_job=remote_job,
-                                  run_config=run_config or {}, tags=tags or {},
-                                  op_selection=None, run_id=None)
+                run = self._create_run(request, job_name, run_config or {}, tags or {})
                 self.instance.submit_run(run.run_id, request)
                 ids.append(run.run_id)
         return ids
+
+    def _create_run(self, request, job_name: str, run_config: dict, tags: dict):
+        """`dagster job launch`'s run creation, in the release's own names."""
+        from dagster._cli import job as cli
+
+        if not hasattr(cli, "_create_run"):  # Dagster 1.1's pipeline names
+            location = request.get_repository_location(LOCATION)
+            [repo] = location.get_repositories().values()
+            return cli._create_external_pipeline_run(  # noqa: SLF001
+                instance=self.instance, repo_location=location, external_repo=repo,
+                external_pipeline=repo.get_full_external_job(job_name), run_config=run_config,
+                mode=None, preset=None, tags=tags, solid_selection=None, run_id=None)
+        location = request.get_code_location(LOCATION)
+        [repo] = location.get_repositories().values()
+        return cli._create_run(  # noqa: SLF001
+            instance=self.instance, code_location=location, remote_repo=repo,
+            remote_job=repo.get_full_job(job_name), run_config=run_config, tags=tags,
+            op_selection=None, run_id=None)
 
     def wait(self, run_ids, timeout: float = 180.0, until=None):
         """The runs once `until(run)` (default: finished) holds for all, else an error with
@@ -362,8 +394,8 @@ def celery_run_config(stack: Stack, queue: str) -> dict:
         "job_namespace": NAMESPACE,
         "load_incluster_config": False,
         "kubeconfig_file": stack.kubeconfig,
-        "broker": BROKER,
-        "backend": BACKEND,
+        "broker": stack.broker,
+        "backend": stack.o.backend,
         "config_source": {"task_default_queue": queue},
         "job_wait_timeout": 300.0,
     }}}

@@ -1,10 +1,12 @@
 """The example code location of the demo and the end-to-end tests, served by
-`dagster api grpc` and loaded again by every run pod and step pod.
+`dagster api grpc` and loaded again by every run pod and step pod. It imports under every
+Dagster the tests run, 1.1.9 (tests/dagster-1.1.9/test_dagster119_e2e.py) to 1.13.27.
 
     fan_in          source -+- double -+- total        (multiprocess executor)
                             +- square -+
     fan_in_celery   the same under celery_k8s_job_executor (one pod per step)
     fails           source -- explode -- after         (explode raises)
+    fails_celery    the same under celery_k8s_job_executor
     held            waits until the file held_release_path(run id) exists
     held_celery     the same, as a step of celery_k8s_job_executor
     tiny            one op that returns 1 (for queueing many runs)
@@ -95,6 +97,11 @@ def fails():
     after(explode(source()))
 
 
+@job(executor_def=celery_k8s_job_executor)
+def fails_celery():
+    after(explode(source()))
+
+
 @job(executor_def=in_process_executor)
 def held():
     wait_for_release()
@@ -110,4 +117,4 @@ def tiny():
     one()
 
 
-defs = Definitions(jobs=[fan_in, fan_in_celery, fails, held, held_celery, tiny])
+defs = Definitions(jobs=[fan_in, fan_in_celery, fails, fails_celery, held, held_celery, tiny])

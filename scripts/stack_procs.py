@@ -1,9 +1,13 @@
 """The processes of a local stack: starting programs with their logs, waiting for
 their ports and probes, reading the address line the Runway binaries print, and
-stopping them with SIGTERM (SIGKILL after a timeout). Flower is one of them."""
+stopping them with SIGTERM (SIGKILL after a timeout). Flower is one of them. Also the
+loopback services' per-stack parts (a PostgreSQL database, a RabbitMQ vhost) and which
+Dagster release a venv's Python runs."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,6 +53,51 @@ def wait_port(port: int, timeout: float = 60.0, proc: Optional[subprocess.Popen]
                 return
         time.sleep(0.2)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:g}s")
+
+
+def database(name: str, create: bool = True) -> None:
+    """Creates (when missing) or drops a database on the loopback PostgreSQL (trust auth)."""
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    conn.autocommit = True
+    cur = conn.cursor()
+    if not create:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if not cur.fetchone():
+            cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+def broker_vhost(name: str, create: bool = True) -> str:
+    """Creates (or deletes) a RabbitMQ virtual host through the management API, for a stack
+    whose queues (Dagster 1.1's fixed `dagster` one included) must not meet anyone else's;
+    the broker URL naming it."""
+    import base64
+    import urllib.parse
+
+    url = f"http://127.0.0.1:15672/api/vhosts/{urllib.parse.quote(name, safe='')}"
+    auth = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode(),
+            "Content-Type": "application/json"}
+    calls = [(url, "PUT", b"{}"), (url.replace("/vhosts/", "/permissions/") + "/guest", "PUT",
+                                   b'{"configure": ".*", "write": ".*", "read": ".*"}')]
+    for target, method, body in calls if create else [(url, "DELETE", None)]:
+        urllib.request.urlopen(urllib.request.Request(target, data=body, method=method,
+                                                      headers=auth), timeout=10).close()
+    return BROKER[:-1] + urllib.parse.quote(name, safe="")
+
+
+def dagster_version(python: str) -> tuple[int, ...]:
+    """The release of Dagster that `python` imports, e.g. (1, 1, 9)."""
+    if python == sys.executable:
+        text = importlib.metadata.version("dagster")
+    else:
+        text = subprocess.run([python, "-c", "import importlib.metadata as m;"
+                               " print(m.version('dagster'))"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
 @dataclass
@@ -108,12 +157,12 @@ class Processes:
             raise RuntimeError(f"{proc.name} did not start: {line!r}\n{proc.tail()}")
         return line
 
-    def start_flower(self) -> str:
+    def start_flower(self, broker: str = BROKER) -> str:
         """Flower on a free loopback port, reading the loopback broker and RabbitMQ's
         management API; its URL once it answers."""
         port = free_port()
         celery = os.path.join(os.path.dirname(sys.executable), "celery")
-        self.start("flower", [celery, "-b", BROKER, "flower", "--address=127.0.0.1",
+        self.start("flower", [celery, "-b", broker, "flower", "--address=127.0.0.1",
                               f"--port={port}", "--persistent=False",
                               f"--broker_api={BROKER_API}"])
         url = f"http://127.0.0.1:{port}"
