@@ -144,12 +144,12 @@ fn merge_fields(
     env: &dyn Env,
 ) -> Result<Merged, Error> {
     let rules = &case.target.rules;
-    let launcher_context = FieldsContext::fold(&[launcher_layer], rules)?;
+    let launcher_context = FieldsContext::fold(&[launcher_layer])?;
     let location = match location.is_empty() {
         true => None,
-        false => Some(FieldsContext::fold(&location, rules)?),
+        false => Some(FieldsContext::fold(&location)?),
     };
-    let tags = FieldsContext::from_layer(&tags, rules)?;
+    let tags = FieldsContext::from_layer(&tags)?;
     let mut dropped_env_vars = Vec::new();
     let context = if rules.allowlists {
         // From 1.6.3 the code location and tags are merged first, checked
@@ -168,6 +168,7 @@ fn merge_fields(
         }
         context.merge(&tags)?
     };
+    context.check_security_context(rules)?;
     let job_config = context.job_config(case.image.clone(), launcher);
     Ok(Merged {
         job_config,

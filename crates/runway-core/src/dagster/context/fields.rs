@@ -26,13 +26,15 @@ pub struct FieldsContext {
     pub fields: ContainerFields,
     pub run_k8s_config: UserConfig,
     pub namespace: Option<String>,
+    /// Where `fields.security_context` came from, for errors.
+    security_context_at: String,
 }
 
 impl FieldsContext {
     /// `K8sContainerContext.__new__`: list entries converted to snake_case,
     /// `security_context` kept as given (the release hands it to the
     /// Kubernetes model as is, so it must already use attribute names).
-    pub fn from_layer(layer: &Layer, rules: &Rules) -> Result<FieldsContext, Error> {
+    pub fn from_layer(layer: &Layer) -> Result<FieldsContext, Error> {
         let at = layer.at.as_str();
         let mut fields = layer.fields.clone();
         fields.volume_mounts = snake_list(
@@ -43,24 +45,38 @@ impl FieldsContext {
         )?;
         fields.volumes = snake_list(&fields.volumes, ids::VOLUME, at, "volumes")?;
         fields.env = snake_list(&fields.env, ids::ENV_VAR, at, "env")?;
-        check_attribute_names(
-            &fields.security_context,
-            &path::key(at, "security_context"),
-            rules,
-        )?;
         check_string_labels(&fields.labels, &path::key(at, "labels"))?;
         Ok(FieldsContext {
             fields,
             run_k8s_config: layer.run_k8s_config.clone(),
             namespace: layer.namespace.clone(),
+            security_context_at: path::key(at, "security_context"),
         })
     }
 
+    /// The merged `security_context` field reaches the Job unconverted when
+    /// no user config sets one, so its keys must then be the Kubernetes
+    /// model's attribute names ("Unexpected keys in model class").
+    pub fn check_security_context(&self, rules: &Rules) -> Result<(), Error> {
+        let user_sets = self
+            .run_k8s_config
+            .get(Section::ContainerConfig)
+            .contains_key("security_context");
+        if user_sets {
+            return Ok(());
+        }
+        check_attribute_names(
+            &self.fields.security_context,
+            &self.security_context_at,
+            rules,
+        )
+    }
+
     /// Layers folded in order, the first as the base.
-    pub fn fold(layers: &[Layer], rules: &Rules) -> Result<FieldsContext, Error> {
+    pub fn fold(layers: &[Layer]) -> Result<FieldsContext, Error> {
         let mut folded: Option<FieldsContext> = None;
         for layer in layers {
-            let next = FieldsContext::from_layer(layer, rules)?;
+            let next = FieldsContext::from_layer(layer)?;
             folded = Some(match folded {
                 None => next,
                 Some(onto) => onto.merge(&next)?,
@@ -99,10 +115,16 @@ impl FieldsContext {
             },
             env: union(&a.env, &b.env),
         };
+        let security_context_at = if b.security_context.is_empty() {
+            &self.security_context_at
+        } else {
+            &other.security_context_at
+        };
         Ok(FieldsContext {
             fields,
             run_k8s_config: merge_user_configs(&self.run_k8s_config, &other.run_k8s_config)?,
             namespace: set_or(&other.namespace, &self.namespace),
+            security_context_at: security_context_at.clone(),
         })
     }
 
