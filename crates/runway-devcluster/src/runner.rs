@@ -73,27 +73,22 @@ impl DevCluster {
             config: config.server.clone(),
         });
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
-        let server_stop = wait_for(stopped.clone());
-        tasks.push(tokio::spawn(serve(
-            listener,
-            shared.clone(),
-            tls,
-            server_stop,
-        )));
-        tasks.push(tokio::spawn(run_job_controller(
-            cluster.clone(),
-            shared.faults.clone(),
-            config.controller.clone(),
-            stopped.clone(),
-        )));
-        tasks.push(tokio::spawn(run_kubelet(
-            cluster,
-            shared.logs.clone(),
-            shared.faults.clone(),
-            config.kubelet.clone(),
-            stopped,
-        )));
+        let tasks = vec![
+            tokio::spawn(serve(listener, shared.clone(), tls, stopped.clone())),
+            tokio::spawn(run_job_controller(
+                cluster.clone(),
+                shared.faults.clone(),
+                config.controller.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(run_kubelet(
+                cluster,
+                shared.logs.clone(),
+                shared.faults.clone(),
+                config.kubelet.clone(),
+                stopped,
+            )),
+        ];
         Ok(DevCluster {
             addr,
             ca_pem,
@@ -148,14 +143,6 @@ impl DevCluster {
         self.shared.faults.drop_watches();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-    }
-}
-
-async fn wait_for(mut stopped: watch::Receiver<bool>) {
-    while !*stopped.borrow_and_update() {
-        if stopped.changed().await.is_err() {
-            return;
         }
     }
 }

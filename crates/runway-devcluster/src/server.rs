@@ -72,12 +72,12 @@ pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: impl std::future::Future<Output = ()>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    tokio::pin!(shutdown);
+    let mut stop = stopped.clone();
     loop {
         let accepted = tokio::select! {
-            () = &mut shutdown => return,
+            _ = stop.wait_for(|s| *s) => return,
             a = listener.accept() => a,
         };
         let Ok((stream, _peer)) = accepted else {
@@ -86,15 +86,24 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let tls = tls.clone();
+        let mut stop = stopped.clone();
         tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => {
-                    // A failed handshake is the client's problem; the server goes on.
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        serve_connection(stream, shared).await;
+            let connection = async move {
+                match tls {
+                    Some(acceptor) => {
+                        // A failed handshake is the client's problem; the server goes on.
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            serve_connection(stream, shared).await;
+                        }
                     }
+                    None => serve_connection(stream, shared).await,
                 }
-                None => serve_connection(stream, shared).await,
+            };
+            // A stopped server drops its connections, keep-alive ones
+            // included, as an API server that goes away does.
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                () = connection => {}
             }
         });
     }

@@ -160,11 +160,12 @@ impl Index {
             return;
         };
         if self.jobs.get(&key).is_some_and(|e| e.uid == entry.uid) {
-            self.remove_job(&key, out);
+            self.remove_job(&key, "was deleted", out);
         }
     }
 
-    fn remove_job(&mut self, key: &ObjKey, out: &mut Vec<Transition>) {
+    /// Drops a Job; `why` completes "Job <name> ..." in the transition.
+    fn remove_job(&mut self, key: &ObjKey, why: &str, out: &mut Vec<Transition>) {
         let Some(entry) = self.jobs.remove(key) else {
             return;
         };
@@ -185,7 +186,7 @@ impl Index {
             step_key: entry.step_key.as_deref().map(str::to_owned),
             status,
             reason: reason.to_string(),
-            message: format!("Job {} was deleted", key.name),
+            message: format!("Job {} {why}", key.name),
             resource_version: entry.resource_version.to_string(),
             deleted: true,
         });
@@ -314,7 +315,12 @@ impl Index {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in gone {
-                    self.remove_job(&key, out);
+                    self.remove_job(
+                        &key,
+                        "is no longer in the cluster (a fresh list did not return it: it was \
+                         deleted, or the API server lost its state)",
+                        out,
+                    );
                 }
             }
             Kind::Pod => {

@@ -139,7 +139,7 @@ pub async fn start_serve(args: &ServeArgs) -> Result<ServeHandle, Error> {
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         draining: false.into(),
-        conditions: Vec::new(),
+        conditions: vec![(tracker.reachable(), "Kubernetes API unreachable")],
     });
     background.push(tokio::spawn(ops::serve(
         http_listener,

@@ -20,6 +20,10 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{KindLabel, Metrics};
+
+mod reset;
+
+use reset::{too_large_resource_version, Namespace, Namespaces};
 use runway_core::track::index::Kind;
 use runway_core::track::{Index, Transition};
 
@@ -75,6 +79,9 @@ pub struct Tracker {
     synced: watch::Sender<usize>,
     metrics: Arc<Metrics>,
     namespaces: Vec<String>,
+    namespace_states: Namespaces,
+    /// Every namespace's probe reached the API the last time it tried.
+    reachable: watch::Sender<bool>,
 }
 
 impl Tracker {
@@ -86,13 +93,28 @@ impl Tracker {
         metrics: Arc<Metrics>,
     ) -> Arc<Tracker> {
         let (tx, _) = broadcast::channel(capacity.max(16));
+        let namespace_states = namespaces
+            .iter()
+            .map(|n| (n.clone(), Namespace::new()))
+            .collect();
         Arc::new(Tracker {
             index: RwLock::new(Index::new(unschedulable_grace_secs)),
             tx,
             synced: watch::Sender::new(0),
             metrics,
             namespaces,
+            namespace_states,
+            reachable: watch::Sender::new(true),
         })
+    }
+
+    /// Whether the Kubernetes API answers (false once a probe failed).
+    pub fn reachable(&self) -> watch::Receiver<bool> {
+        self.reachable.subscribe()
+    }
+
+    fn namespace_state(&self, namespace: &str) -> Option<Arc<Namespace>> {
+        self.namespace_states.get(namespace).cloned()
     }
 
     pub fn namespaces(&self) -> &[String] {
@@ -181,6 +203,13 @@ impl Tracker {
                 stop.clone(),
             )));
         }
+        for ns in &self.namespaces {
+            tasks.push(tokio::spawn(self.clone().probe(
+                client.clone(),
+                ns.clone(),
+                stop.clone(),
+            )));
+        }
         let this = self.clone();
         let mut stop_tick = stop;
         tasks.push(tokio::spawn(async move {
@@ -213,36 +242,62 @@ impl Tracker {
                 Kind::Event => "events",
             },
         };
-        let stream = watcher(api, config).default_backoff();
-        let mut stream = std::pin::pin!(stream);
+        let Some(state) = self.namespace_state(&namespace) else {
+            return;
+        };
+        let mut generation = state.generation();
+        // Events may live in an etcd of their own: only Jobs' and pods'
+        // resourceVersions are compared with the store's.
+        let counts = kind != Kind::Event;
         let mut synced = false;
-        loop {
-            let next = tokio::select! {
-                _ = crate::stop::stopped(&mut stop) => return,
-                next = stream.next() => next,
-            };
-            match next {
-                None => return,
-                Some(Ok(WatchEvent::Init)) => {
-                    self.metrics.watch_relists.get_or_create(&label).inc();
-                    self.update(|ix, _, _| ix.begin_relist(kind, &namespace));
-                }
-                Some(Ok(WatchEvent::InitApply(obj) | WatchEvent::Apply(obj))) => {
-                    self.update(|ix, now, out| obj.apply(ix, now, out));
-                }
-                Some(Ok(WatchEvent::Delete(obj))) => {
-                    self.update(|ix, now, out| obj.delete(ix, now, out));
-                }
-                Some(Ok(WatchEvent::InitDone)) => {
-                    self.update(|ix, now, out| ix.end_relist(kind, &namespace, now, out));
-                    if !synced {
-                        synced = true;
-                        self.synced.send_modify(|n| *n += 1);
+        'restart: loop {
+            let stream = watcher(api.clone(), config.clone()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let next = tokio::select! {
+                    _ = crate::stop::stopped(&mut stop) => return,
+                    _ = generation.changed() => continue 'restart,
+                    next = stream.next() => next,
+                };
+                match next {
+                    None => return,
+                    Some(Ok(WatchEvent::Init)) => {
+                        self.metrics.watch_relists.get_or_create(&label).inc();
+                        self.update(|ix, _, _| ix.begin_relist(kind, &namespace));
                     }
-                }
-                Some(Err(e)) => {
-                    self.metrics.watch_restarts.get_or_create(&label).inc();
-                    tracing::warn!(kind = label.kind, %namespace, error = %e, "watch failed; restarting");
+                    Some(Ok(WatchEvent::InitApply(obj) | WatchEvent::Apply(obj))) => {
+                        if counts {
+                            state.saw(obj.meta().resource_version.as_deref());
+                        }
+                        self.update(|ix, now, out| obj.apply(ix, now, out));
+                    }
+                    Some(Ok(WatchEvent::Delete(obj))) => {
+                        if counts {
+                            state.saw(obj.meta().resource_version.as_deref());
+                        }
+                        self.update(|ix, now, out| obj.delete(ix, now, out));
+                    }
+                    Some(Ok(WatchEvent::InitDone)) => {
+                        self.update(|ix, now, out| ix.end_relist(kind, &namespace, now, out));
+                        if !synced {
+                            synced = true;
+                            self.synced.send_modify(|n| *n += 1);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.metrics.watch_restarts.get_or_create(&label).inc();
+                        let text = e.to_string();
+                        if too_large_resource_version(&text) {
+                            // The server is behind what the watch resumes
+                            // from: it lost its state. kube-runtime would
+                            // retry the same resourceVersion forever.
+                            tracing::warn!(kind = label.kind, %namespace, error = %text, "the Kubernetes API is behind the watch; relisting");
+                            self.metrics.cluster_resets.inc();
+                            state.restart();
+                        } else {
+                            tracing::warn!(kind = label.kind, %namespace, error = %text, "watch failed; restarting");
+                        }
+                    }
                 }
             }
         }

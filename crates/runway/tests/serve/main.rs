@@ -14,5 +14,6 @@ mod hostile;
 mod launch;
 mod operations;
 mod otlp;
+mod reset;
 mod runs;
 mod watch_runs;
