@@ -68,6 +68,7 @@ pub struct Metrics {
     pub kube_rate_limit_wait: Histogram,
     pub watch_restarts: Family<KindLabel, Counter>,
     pub watch_relists: Family<KindLabel, Counter>,
+    pub cluster_resets: Counter,
     pub index_jobs: Gauge<i64, AtomicI64>,
     pub index_pods: Gauge<i64, AtomicI64>,
     pub index_runs: Gauge<i64, AtomicI64>,
@@ -90,6 +91,7 @@ pub struct Metrics {
     /// Held deliveries handed to a parked copy at the ack deadline.
     pub tasks_parked: Counter,
     pub claims_lost: Counter,
+    pub event_write_retries: Counter,
 }
 
 impl Default for Metrics {
@@ -117,6 +119,7 @@ impl Metrics {
             kube_rate_limit_wait: Histogram::new(latency_buckets()),
             watch_restarts: Family::default(),
             watch_relists: Family::default(),
+            cluster_resets: Counter::default(),
             index_jobs: Gauge::default(),
             index_pods: Gauge::default(),
             index_runs: Gauge::default(),
@@ -134,6 +137,7 @@ impl Metrics {
             result_store_retries: Counter::default(),
             tasks_parked: Counter::default(),
             claims_lost: Counter::default(),
+            event_write_retries: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -188,6 +192,11 @@ impl Metrics {
             "watch_relists",
             "Full relists by the watches (start, 410 Gone)",
             m.watch_relists.clone(),
+        );
+        registry.register(
+            "cluster_resets",
+            "Times the Kubernetes API was found to have lost its state (watches relisted)",
+            m.cluster_resets.clone(),
         );
         registry.register(
             "index_jobs",
@@ -273,6 +282,11 @@ impl Metrics {
             "worker_claims_lost",
             "Tasks whose claim lapsed while they ran (a pause past its lifetime); another worker took them over and this one reported nothing",
             m.claims_lost.clone(),
+        );
+        registry.register(
+            "worker_event_write_retries",
+            "Event-log writes retried because PostgreSQL did not take them",
+            m.event_write_retries.clone(),
         );
         Metrics { registry, ..m }
     }

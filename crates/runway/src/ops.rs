@@ -96,3 +96,37 @@ pub async fn serve(listener: TcpListener, probe: Arc<Probe>, mut stop: watch::Re
         });
     }
 }
+
+/// Whether a store the process depends on answered the last time it was
+/// used: `/ready` reads it, and each change is logged once (WARN when it
+/// stops answering) rather than on every failed call.
+#[derive(Debug)]
+pub struct Reachable {
+    what: &'static str,
+    tx: watch::Sender<bool>,
+}
+
+impl Reachable {
+    pub fn new(what: &'static str) -> Reachable {
+        Reachable {
+            what,
+            tx: watch::Sender::new(true),
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
+    pub fn ok(&self) {
+        if self.tx.send_if_modified(|r| !std::mem::replace(r, true)) {
+            tracing::info!(store = self.what, "reachable again");
+        }
+    }
+
+    pub fn failed(&self, error: &dyn std::fmt::Display) {
+        if self.tx.send_if_modified(|r| std::mem::replace(r, false)) {
+            tracing::warn!(store = self.what, %error, "unreachable");
+        }
+    }
+}

@@ -78,6 +78,10 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
     };
     let hostname = args.hostname.clone().unwrap_or_else(node_name);
     let pg = Arc::new(Pg::default());
+    let mut stores = vec![(pg.reachable.subscribe(), "PostgreSQL unreachable")];
+    if let backend::Backend::Redis(redis) = &backend {
+        stores.push((redis.reachable.subscribe(), "Redis unreachable"));
+    }
     let jobs = wait::Jobs::new(tracker.clone());
     let runs = wait::Runs::new(pg.clone(), Duration::from_secs(30));
     background.push(tokio::spawn(jobs.clone().run(bg_rx.clone())));
@@ -92,6 +96,8 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         postgres,
         env: Box::new(crate::env::ProcessEnv),
         dagster: args.dagster_version.clone(),
+        event_write_patience: Duration::from_secs(args.event_write_patience_secs),
+        metrics: metrics.clone(),
     };
     // Worker events (heartbeats) always go out, as Celery's do; task
     // events from the start with --task-events, or once Flower enables them.
@@ -136,7 +142,13 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         draining: false.into(),
-        conditions: vec![(pool.broker.connected.subscribe(), "broker not connected")],
+        conditions: [
+            (pool.broker.connected.subscribe(), "broker not connected"),
+            (tracker.reachable(), "Kubernetes API unreachable"),
+        ]
+        .into_iter()
+        .chain(stores)
+        .collect(),
     });
     background.push(tokio::spawn(ops::serve(
         http_listener,

@@ -73,6 +73,8 @@ pub struct RedisBackend {
     conn: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     scripts: Arc<Scripts>,
     pub expires: Duration,
+    /// Whether Redis answered the last call (for `/ready`).
+    pub reachable: Arc<crate::ops::Reachable>,
 }
 
 impl RedisBackend {
@@ -87,6 +89,18 @@ impl RedisBackend {
                 store: redis::Script::new(STORE),
             }),
             expires,
+            reachable: Arc::new(crate::ops::Reachable::new("redis")),
+        }
+    }
+
+    /// Notes whether a call reached Redis; a reply that is an error from
+    /// Redis itself (a script error) still means it answered.
+    fn note<T>(&self, r: &redis::RedisResult<T>) {
+        match r {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                self.reachable.failed(e)
+            }
+            _ => self.reachable.ok(),
         }
     }
 
@@ -95,7 +109,9 @@ impl RedisBackend {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = self.client.get_multiplexed_async_connection().await?;
+        let c = self.client.get_multiplexed_async_connection().await;
+        self.note(&c);
+        let c = c?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -105,6 +121,7 @@ impl RedisBackend {
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
         let mut c = self.conn().await?;
         let r = cmd.query_async(&mut c).await;
+        self.note(&r);
         if r.is_err() {
             *self.conn.lock().await = None;
         }
@@ -126,6 +143,7 @@ impl RedisBackend {
             inv.arg(*a);
         }
         let r = inv.invoke_async(&mut c).await;
+        self.note(&r);
         if r.is_err() {
             *self.conn.lock().await = None;
         }

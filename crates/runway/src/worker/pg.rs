@@ -21,9 +21,12 @@ pub const CHANNEL: &str = "run_events";
 
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("PostgreSQL {target}: {source}")]
+    #[error("PostgreSQL {target}: {reason}")]
     Db {
         target: String,
+        /// The server's own words when it answered (severity, SQLSTATE,
+        /// message), else what failed on the way.
+        reason: String,
         source: tokio_postgres::Error,
     },
     #[error("run {run_id}: {source}")]
@@ -70,10 +73,22 @@ const POOL: usize = 8;
 
 /// A few pipelined connections per database, used in turn and reopened when
 /// they break.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pg {
     clients: Mutex<HashMap<PgTarget, Vec<Arc<Client>>>>,
     next: std::sync::atomic::AtomicUsize,
+    /// Whether the last call reached a server (for `/ready`).
+    pub reachable: crate::ops::Reachable,
+}
+
+impl Default for Pg {
+    fn default() -> Pg {
+        Pg {
+            clients: Mutex::default(),
+            next: Default::default(),
+            reachable: crate::ops::Reachable::new("postgresql"),
+        }
+    }
 }
 
 impl Pg {
@@ -87,11 +102,11 @@ impl Pg {
                 return Ok(pool[turn % pool.len()].clone());
             }
         }
-        let (client, conn) = config(t).connect(NoTls).await.map_err(|e| db(t, e))?;
+        let (client, conn) = self.note(t, config(t).connect(NoTls).await)?;
         let target = format!("{t:?}");
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::warn!(%target, error = %e, "PostgreSQL connection closed");
+                tracing::warn!(%target, error = %reason(&e), "PostgreSQL connection closed");
             }
         });
         let client = Arc::new(client);
@@ -110,13 +125,14 @@ impl Pg {
     /// The stored run, if it exists.
     pub async fn run(&self, t: &PgTarget, run_id: &str) -> Result<Option<RunRecord>, Error> {
         let c = self.client(t).await?;
-        let row = c
-            .query_opt(
+        let row = self.note(
+            t,
+            c.query_opt(
                 "SELECT status, run_body FROM runs WHERE run_id = $1",
                 &[&run_id],
             )
-            .await
-            .map_err(|e| db(t, e))?;
+            .await,
+        )?;
         let Some(row) = row else { return Ok(None) };
         let status: String = row.try_get(0).map_err(|e| db(t, e))?;
         let body: String = row.try_get(1).map_err(|e| db(t, e))?;
@@ -135,13 +151,14 @@ impl Pg {
         run_ids: &[String],
     ) -> Result<HashMap<String, String>, Error> {
         let c = self.client(t).await?;
-        let rows = c
-            .query(
+        let rows = self.note(
+            t,
+            c.query(
                 "SELECT run_id, status FROM runs WHERE run_id = ANY($1)",
                 &[&run_ids],
             )
-            .await
-            .map_err(|e| db(t, e))?;
+            .await,
+        )?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -155,13 +172,14 @@ impl Pg {
     /// The type of a stored event.
     pub async fn event_type(&self, t: &PgTarget, id: i64) -> Result<Option<String>, Error> {
         let c = self.client(t).await?;
-        let row = c
-            .query_opt(
+        let row = self.note(
+            t,
+            c.query_opt(
                 "SELECT dagster_event_type FROM event_logs WHERE id = $1::int8",
                 &[&id],
             )
-            .await
-            .map_err(|e| db(t, e))?;
+            .await,
+        )?;
         Ok(row.and_then(|r| r.try_get(0).ok()))
     }
 
@@ -169,7 +187,7 @@ impl Pg {
     /// (timestamp as naive UTC) and sends its notification. Returns the row id.
     pub async fn store_event(&self, t: &PgTarget, row: &EventRow<'_>) -> Result<i64, Error> {
         let c = self.client(t).await?;
-        let id: i64 = c
+        let inserted = c
             .query_one(
                 "INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key) \
                  VALUES ($1, $2, $3, to_timestamp($4::float8) AT TIME ZONE 'UTC', $5) RETURNING id::int8",
@@ -182,12 +200,14 @@ impl Pg {
                 ],
             )
             .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| db(t, e))?;
+            .and_then(|r| r.try_get(0));
+        let id: i64 = self.note(t, inserted)?;
         let payload = format!("{}_{id}", row.run_id);
-        c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .await
-            .map_err(|e| db(t, e))?;
+        self.note(
+            t,
+            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await,
+        )?;
         Ok(id)
     }
 }
@@ -202,10 +222,59 @@ pub struct EventRow<'a> {
     pub step_key: &'a str,
 }
 
+impl Pg {
+    /// Notes whether a call reached the server: an error the server sent
+    /// (a missing table, a constraint) still means it answered.
+    fn note<T>(&self, t: &PgTarget, r: Result<T, tokio_postgres::Error>) -> Result<T, Error> {
+        match r {
+            Ok(v) => {
+                self.reachable.ok();
+                Ok(v)
+            }
+            Err(e) => {
+                let e = db(t, e);
+                if let Error::Db { source, .. } = &e {
+                    if source.as_db_error().is_none() {
+                        self.reachable.failed(&e);
+                    } else {
+                        self.reachable.ok();
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 fn db(t: &PgTarget, source: tokio_postgres::Error) -> Error {
     Error::Db {
         target: format!("{t:?}"),
+        reason: reason(&source),
         source,
+    }
+}
+
+/// tokio-postgres prints a server error as just "db error": the server's
+/// severity, code and message are what tells "too many clients" from a
+/// missing table.
+fn reason(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            text
+        }
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -231,14 +300,14 @@ pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
                             }
                             Ok(_) => {}
                             Err(e) => {
-                                tracing::warn!(error = %e, "LISTEN connection failed");
+                                tracing::warn!(error = %reason(&e), "LISTEN connection failed");
                                 return;
                             }
                         }
                     }
                 });
                 if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                    tracing::warn!(target = ?t, error = %e, "LISTEN failed");
+                    tracing::warn!(target = ?t, error = %reason(&e), "LISTEN failed");
                 } else {
                     delays = Backoff::reconnect().build();
                     if tx.send(None).await.is_err() {
@@ -254,7 +323,9 @@ pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
                 }
                 driver.abort();
             }
-            Err(e) => tracing::warn!(target = ?t, error = %e, "PostgreSQL LISTEN connect failed"),
+            Err(e) => {
+                tracing::warn!(target = ?t, error = %reason(&e), "PostgreSQL LISTEN connect failed")
+            }
         }
         if tx.is_closed() {
             return;

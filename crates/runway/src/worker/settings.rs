@@ -66,6 +66,10 @@ pub struct WorkerArgs {
     /// task kwargs do not say which Dagster published them).
     #[arg(long, env = "RUNWAY_DAGSTER_VERSION", default_value_t = Target::newest(), value_parser = parse_target)]
     pub dagster_version: Target,
+    /// Seconds an engine-event write is retried while PostgreSQL is
+    /// unreachable; an event still unwritten then fails its task.
+    #[arg(long, env = "RUNWAY_EVENT_WRITE_PATIENCE_SECS", default_value_t = 300)]
+    pub event_write_patience_secs: u64,
     /// Dagster's run storage, overriding the database the task's instance names
     /// (`postgresql://user:password@host:port/db`).
     #[arg(long, env = "RUNWAY_POSTGRES_URL")]

@@ -20,7 +20,7 @@ use super::revoke::RevokeWait;
 use super::runner::Fence;
 use super::wait::{Jobs, Runs};
 use crate::cluster::JobApi;
-use run_log::Run;
+use run_log::{Run, Unwritten};
 use runway_core::dagster::instance::{storage_target, PgTarget, Storage};
 use runway_core::dagster::serdes::{self, Meta};
 use runway_core::dagster::step::StepTask;
@@ -43,6 +43,9 @@ pub struct Ctx<K> {
     pub env: Box<dyn Env + Send + Sync>,
     /// `--dagster-version`: the release whose task body this worker runs.
     pub dagster: Target,
+    /// How long an event-log write is retried through a PostgreSQL outage.
+    pub event_write_patience: std::time::Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl<K> std::fmt::Debug for Ctx<K> {
@@ -86,18 +89,33 @@ impl Finish {
     }
 }
 
-/// Runs one task to its end.
+/// Runs one task to its end. An engine event that could not be written
+/// (PostgreSQL unreachable for longer than `--event-write-patience-secs`)
+/// fails the task, loudly, instead of being lost without a trace.
 pub async fn execute<K: JobApi>(
+    ctx: &Ctx<K>,
+    kwargs: &Map<String, Value>,
+    revoke: RevokeWait,
+    job_done: &OnceLock<Instant>,
+    fence: &Fence,
+) -> Finish {
+    let unwritten = Unwritten::default();
+    let finish = run_task(ctx, kwargs, revoke, job_done, fence, &unwritten).await;
+    unwritten.fail(finish)
+}
+
+async fn run_task<K: JobApi>(
     ctx: &Ctx<K>,
     kwargs: &Map<String, Value>,
     mut revoke: RevokeWait,
     job_done: &OnceLock<Instant>,
     fence: &Fence,
+    unwritten: &Unwritten,
 ) -> Finish {
     if *revoke.rx.borrow() {
         return Finish::Revoked;
     }
-    let (task, run, status) = match prepare(ctx, kwargs).await {
+    let (task, run, status) = match prepare(ctx, kwargs, unwritten).await {
         Ok(p) => p,
         Err(f) => return f,
     };
@@ -157,6 +175,7 @@ pub async fn execute<K: JobApi>(
 async fn prepare<'a, K: JobApi>(
     ctx: &'a Ctx<K>,
     kwargs: &Map<String, Value>,
+    unwritten: &'a Unwritten,
 ) -> Result<(StepTask, Run<'a, K>, String), Finish> {
     let kw = Value::Object(kwargs.clone());
     let mut task =
@@ -194,6 +213,7 @@ async fn prepare<'a, K: JobApi>(
     task.job_name = record.job_name.clone();
     task.code_location = record.code_location.clone();
     let run = Run {
+        unwritten,
         ctx,
         run_target,
         events_target,
@@ -221,7 +241,8 @@ async fn conclude<K: JobApi>(
             format!("Encountered failed job pods for job {name} in namespace {ns}: {why}")
         }
         Waited::Timeout => format!("Timed out while waiting for job {name} to complete"),
-        Waited::Gone => format!("job {name} could not be found"),
+        Waited::Gone(why) if why.is_empty() => format!("job {name} could not be found"),
+        Waited::Gone(why) => format!("job {name} could not be found: {why}"),
         Waited::RunNotStarted => {
             run.engine(
                 "Terminating Kubernetes Job because dagster run status is not STARTED",

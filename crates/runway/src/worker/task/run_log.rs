@@ -3,16 +3,47 @@
 
 use serde_json::Value;
 
-use super::Ctx;
+use super::{Ctx, Finish};
 use crate::cluster::{self, JobApi};
+use crate::retry::Backoff;
 use crate::worker::pg::EventRow;
+use backon::BackoffBuilder as _;
 use runway_core::celery::pyval::{saferepr, PyVal};
 use runway_core::dagster::instance::PgTarget;
 use runway_core::dagster::serdes::{self, Meta, ERROR, INFO};
 
+/// The events a task could not write, and why (the last error).
+#[derive(Debug, Default)]
+pub(super) struct Unwritten(std::sync::Mutex<Option<(usize, String)>>);
+
+impl Unwritten {
+    fn add(&self, reason: String) {
+        let mut lost = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = lost.as_ref().map_or(0, |(n, _)| *n);
+        *lost = Some((count + 1, reason));
+    }
+
+    /// The task's outcome, unless events were lost: then a FAILURE that says so.
+    pub fn fail(&self, finish: Finish) -> Finish {
+        let lost = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match (lost, finish) {
+            (None, f) | (_, f @ (Finish::ClaimLost | Finish::Revoked)) => f,
+            (Some((count, reason)), _) => Finish::Error {
+                exc_type: "OperationalError".into(),
+                exc_module: "sqlalchemy.exc".into(),
+                message: format!(
+                    "{count} engine event(s) of this step could not be written to Dagster's event \
+                     log: {reason}"
+                ),
+            },
+        }
+    }
+}
+
 /// Where one task reads and writes Dagster's storage.
 pub(super) struct Run<'a, K> {
     pub ctx: &'a Ctx<K>,
+    pub unwritten: &'a Unwritten,
     pub run_target: PgTarget,
     pub events_target: PgTarget,
     pub run_id: String,
@@ -37,10 +68,37 @@ impl<K: JobApi> Run<'_, K> {
             timestamp: ts,
             step_key: &self.step_key,
         };
-        // The Python task lets a storage error fail the task; the step itself
-        // is what matters here, so a lost engine event is logged instead.
-        if let Err(e) = self.ctx.pg.store_event(&self.events_target, &row).await {
-            tracing::warn!(run_id = %self.run_id, step = %self.step_key, error = %e, "storing an event failed");
+        self.store_row(&row).await;
+    }
+
+    /// Writes the row, retrying through an outage for the configured
+    /// patience; a row still unwritten then fails the task (see [`Unwritten`]).
+    async fn store_row(&self, row: &EventRow<'_>) {
+        let deadline = tokio::time::Instant::now() + self.ctx.event_write_patience;
+        let mut delays = Backoff::request().build();
+        let mut failures = 0u32;
+        loop {
+            match self.ctx.pg.store_event(&self.events_target, row).await {
+                Ok(_) => {
+                    if failures > 0 {
+                        tracing::info!(run_id = %self.run_id, step = %self.step_key, failures, "event written after retries");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.ctx.metrics.event_write_retries.inc();
+                    if failures == 1 {
+                        tracing::warn!(run_id = %self.run_id, step = %self.step_key, error = %e, "storing an event failed; retrying");
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        tracing::error!(run_id = %self.run_id, step = %self.step_key, error = %e, "giving up on an event: the task fails");
+                        self.unwritten.add(e.to_string());
+                        return;
+                    }
+                    tokio::time::sleep(delays.delay()).await;
+                }
+            }
         }
     }
 

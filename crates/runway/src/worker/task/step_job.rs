@@ -35,7 +35,8 @@ pub enum Waited {
     Timeout,
     RunNotStarted,
     Revoked,
-    Gone,
+    /// The Job is not in the cluster (any more), and why if known.
+    Gone(String),
 }
 
 impl StepJob {
@@ -161,7 +162,7 @@ impl StepJob {
                     Waited::Timeout
                 }
             }
-            Ok(None) => Waited::Gone,
+            Ok(None) => Waited::Gone(String::new()),
             Err(e) => {
                 tracing::warn!(job = %self.name, error = %e, "re-reading the step Job after its timeout failed");
                 Waited::Timeout
@@ -191,7 +192,7 @@ async fn job_end(job: &mut JobWait) -> Waited {
     loop {
         if let Some(t) = job.rx.borrow_and_update().clone() {
             if t.deleted {
-                return Waited::Gone;
+                return Waited::Gone(t.message);
             }
             match t.status {
                 WorkerStatus::Success => return Waited::Succeeded,
@@ -208,7 +209,7 @@ async fn job_end(job: &mut JobWait) -> Waited {
             }
         }
         if job.rx.changed().await.is_err() {
-            return Waited::Gone;
+            return Waited::Gone(String::new());
         }
     }
 }
