@@ -13,7 +13,7 @@ from kubernetes import client
 
 from celery_fleet import (NS, celery, celery_json, delete_queues, python_worker,
                           runway_worker, stored_state, wait_until)
-from worker_tasks import events_of, submit
+from worker_tasks import events_of, step_kwargs, submit
 from worker_tasks import celery_task, cluster, instance  # noqa: F401 (fixtures)
 
 SUFFIX = uuid.uuid4().hex[:6]
@@ -130,6 +130,39 @@ def test_a_python_workers_revoke_never_marks_a_running_step_revoked(fleet, celer
     assert all(state == "STARTED" for state, _ in seen[:-1]), seen
     revoked_ids = celery_json("inspect", "revoked", "-d", f"{A},{B}")
     assert all(result.id in ids for ids in revoked_ids.values()), revoked_ids
+
+
+def test_eta_tasks_wait_in_scheduled_and_expired_ones_are_revoked(fleet, celery_task, instance,
+                                                                  cluster):
+    """`countdown` holds a task until then: `celery inspect scheduled` lists it and no
+    Job exists meanwhile, then it runs. `expires` in the past: REVOKED with Celery's
+    TaskRevokedError('expired'), and no Job."""
+    import json as json_
+
+    import redis
+    from worker_env import BACKEND
+
+    _, api = cluster
+    run, kwargs = step_kwargs(instance, fleet["kubeconfig"])
+    soon = celery_task.si(**kwargs).apply_async(
+        queue=QUEUE, routing_key=f"{QUEUE}.execute_step_k8s_job", countdown=8)
+    scheduled = wait_until(
+        lambda: {n: r for n, r in celery_json("inspect", "scheduled", "-d", f"{A},{B}").items()
+                 if r}, "the task in `inspect scheduled`", timeout=20)
+    (node, entries), = scheduled.items()
+    assert entries[0]["request"]["id"] == soon.id and entries[0]["eta"], entries
+    assert not step_jobs(api, run.run_id)
+    wait_until(lambda: stored_state(soon.id) == "SUCCESS", "the task ran at its ETA", timeout=90)
+    assert len(step_jobs(api, run.run_id)) == 1
+
+    stale_run, kwargs = step_kwargs(instance, fleet["kubeconfig"])
+    stale = celery_task.si(**kwargs).apply_async(
+        queue=QUEUE, routing_key=f"{QUEUE}.execute_step_k8s_job", expires=-60)
+    wait_until(lambda: stored_state(stale.id) == "REVOKED", "the expired task revoked")
+    meta = json_.loads(redis.Redis.from_url(BACKEND).get(f"celery-task-meta-{stale.id}"))
+    assert meta["result"] == {"exc_type": "TaskRevokedError", "exc_message": ["expired"],
+                              "exc_module": "celery.exceptions"}, meta
+    assert not step_jobs(api, stale_run.run_id)
 
 
 def test_consumers_are_added_and_cancelled_at_run_time(fleet, celery_task, instance):

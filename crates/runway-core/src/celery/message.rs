@@ -49,6 +49,18 @@ pub struct TaskMessage {
     pub priority: Option<u8>,
 }
 
+/// An `eta` or `expires` header as a point in time. Celery writes
+/// `datetime.isoformat()`: with an offset for an aware datetime, without one
+/// (UTC, Celery's default timezone) for a naive one.
+pub fn header_time(text: &str) -> Option<jiff::Timestamp> {
+    text.parse::<jiff::Timestamp>().ok().or_else(|| {
+        text.parse::<jiff::civil::DateTime>()
+            .ok()
+            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .map(|z| z.timestamp())
+    })
+}
+
 fn header_str(
     headers: &Map<String, Value>,
     name: &'static str,

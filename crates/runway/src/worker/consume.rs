@@ -55,6 +55,10 @@ pub struct AmqpBroker {
     pub connected: watch::Sender<bool>,
     /// Turns true when `celery control shutdown` asks the worker to stop.
     pub shutdown: watch::Sender<bool>,
+    /// Deliveries held until their ETA: each widens the prefetch window by
+    /// one, as Celery's `qos.increment_eventually` does, so waiting tasks
+    /// never starve the consumer.
+    scheduled: watch::Sender<u16>,
 }
 
 impl AmqpBroker {
@@ -72,7 +76,15 @@ impl AmqpBroker {
             publish_tx,
             connected: watch::Sender::new(false),
             shutdown: watch::Sender::new(false),
+            scheduled: watch::Sender::new(0),
         }
+    }
+
+    /// The prefetch count now: the configured one plus the held ETA tasks.
+    fn prefetch_now(&self) -> u16 {
+        self.config
+            .prefetch
+            .saturating_add(*self.scheduled.borrow())
     }
 
     /// The queues consumed now, kept across reconnections.
@@ -90,6 +102,16 @@ impl AmqpBroker {
 
 impl Broker for AmqpBroker {
     type Ack = lapin::Acker;
+
+    fn scheduled(&self, held: bool) {
+        self.scheduled.send_modify(|n| {
+            *n = if held {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            }
+        });
+    }
 
     async fn park(&self, copy: &Parked) -> Result<(), PublishError> {
         let ch = self
@@ -169,8 +191,17 @@ async fn consume<S: StepRunner, R: ResultStore>(
     ));
     heartbeat.tick().await;
     let mut pidbox = session.pidbox.take();
+    let mut scheduled = pool.broker.scheduled.subscribe();
+    scheduled.mark_changed();
     let ended = loop {
         tokio::select! {
+            Ok(()) = scheduled.changed() => {
+                let prefetch = pool.broker.prefetch_now();
+                if let Err(e) = session.consume.basic_qos(prefetch, lapin::options::BasicQosOptions::default()).await {
+                    tracing::warn!(error = %e, "widening the prefetch window failed; reconnecting");
+                    break Ended::Reconnect;
+                }
+            }
             _ = crate::stop::stopped(stop) => {
                 session.cancel_all().await;
                 drain(pool, tasks).await;

@@ -73,8 +73,7 @@ async fn dispatch<S: StepRunner, R: ResultStore>(
         "stats" => inspect::stats(pool),
         "active" | "dump_active" => inspect::active(pool, req),
         "reserved" | "dump_reserved" => inspect::reserved(pool, req),
-        // ETA tasks are not held back by this worker: none is scheduled.
-        "scheduled" | "dump_schedule" => Value::Array(Vec::new()),
+        "scheduled" | "dump_schedule" => inspect::scheduled(pool, req),
         "registered" | "dump_tasks" => inspect::registered(pool),
         "active_queues" => inspect::active_queues(pool),
         "revoked" | "dump_revoked" => inspect::revoked(pool),

@@ -47,6 +47,14 @@ pub fn meta(id: &str, finish: &Finish) -> (ResultState, String) {
         }
         // Never stored (the pool settles nothing for a lost claim); written
         // as what it is, should it ever be.
+        Finish::Expired => {
+            let err = TaskError {
+                exc_message: vec!["expired".into()],
+                ..TaskError::revoked()
+            };
+            let meta = result_meta(id, ResultState::Revoked, &Outcome::Error(&err), None, &date);
+            (ResultState::Revoked, meta)
+        }
         Finish::Revoked | Finish::ClaimLost => {
             let err = TaskError::revoked();
             let meta = result_meta(id, ResultState::Revoked, &Outcome::Error(&err), None, &date);
@@ -95,6 +103,15 @@ pub fn task_event(events: &Events, id: &str, finish: &Finish, runtime: f64, term
             ],
         ),
         Finish::ClaimLost => {}
+        Finish::Expired => events.task(
+            "task-revoked",
+            vec![
+                uuid,
+                ("terminated", false.into()),
+                ("signum", Value::Null),
+                ("expired", true.into()),
+            ],
+        ),
         Finish::Revoked => events.task(
             "task-revoked",
             vec![

@@ -5,6 +5,7 @@
 //! against in-memory fakes (`pool/tests.rs`).
 
 mod capacity;
+mod eta;
 mod execute;
 mod park;
 mod settle;
@@ -178,6 +179,16 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
         self.received_event(&msg);
         if lock(&self.ledger).is_done(&msg.id) {
             self.answered(&msg.id).await;
+            return;
+        }
+        let arrival = eta::Arrival::now();
+        if self.expired(&msg, &arrival) {
+            self.expire(&msg).await;
+            return;
+        }
+        self.until_eta(&msg, &arrival).await;
+        if self.expired(&msg, &arrival) {
+            self.expire(&msg).await;
             return;
         }
         match self.take_turn(&msg.id).await {

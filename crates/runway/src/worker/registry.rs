@@ -1,6 +1,7 @@
-//! The tasks this worker holds, as `inspect active`, `reserved` and
-//! `query_task` report them: reserved from the moment a delivery starts a
-//! task here until its step starts, active until its result is settled.
+//! The tasks this worker holds, as `inspect active`, `reserved`, `scheduled`
+//! and `query_task` report them: scheduled while a task waits for its ETA,
+//! reserved from then (or from its delivery) until its step starts, active
+//! until its result is settled.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use runway_core::celery::control::shapes::TaskInfo;
 /// Where a held task stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    Scheduled,
     Reserved,
     Active,
 }
@@ -18,6 +20,7 @@ impl State {
     /// The word `query_task` answers with.
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Scheduled => "scheduled",
             State::Reserved => "reserved",
             State::Active => "active",
         }
@@ -28,6 +31,8 @@ impl State {
 struct Held {
     seq: u64,
     info: TaskInfo,
+    /// The ETA it waits for (as its message gave it), while it waits.
+    eta: Option<String>,
 }
 
 /// Held tasks by id, in arrival order.
@@ -46,7 +51,38 @@ impl Registry {
         let mut g = self.lock();
         g.0 += 1;
         let seq = g.0;
-        g.1.insert(info.id.clone(), Held { seq, info });
+        g.1.insert(
+            info.id.clone(),
+            Held {
+                seq,
+                info,
+                eta: None,
+            },
+        );
+    }
+
+    /// A task held until `eta`; [`Registry::due`] makes it reserved.
+    pub fn schedule(&self, id: &str, eta: &str) {
+        if let Some(h) = self.lock().1.get_mut(id) {
+            h.eta = Some(eta.to_owned());
+        }
+    }
+
+    /// Its ETA came: it waits for its turn like any other.
+    pub fn due(&self, id: &str) {
+        if let Some(h) = self.lock().1.get_mut(id) {
+            h.eta = None;
+        }
+    }
+
+    /// The scheduled tasks and their ETAs, in arrival order.
+    pub fn scheduled(&self) -> Vec<(String, TaskInfo)> {
+        let g = self.lock();
+        let mut held: Vec<&Held> = g.1.values().filter(|h| h.eta.is_some()).collect();
+        held.sort_by_key(|h| h.seq);
+        held.into_iter()
+            .map(|h| (h.eta.clone().unwrap_or_default(), h.info.clone()))
+            .collect()
     }
 
     /// Its step started (unix seconds) in this process.
@@ -64,10 +100,7 @@ impl Registry {
 
     fn list(&self, state: State) -> Vec<TaskInfo> {
         let g = self.lock();
-        let mut held: Vec<&Held> =
-            g.1.values()
-                .filter(|h| state_of(&h.info) == state)
-                .collect();
+        let mut held: Vec<&Held> = g.1.values().filter(|h| state_of(h) == state).collect();
         held.sort_by_key(|h| h.seq);
         held.into_iter().map(|h| h.info.clone()).collect()
     }
@@ -82,10 +115,7 @@ impl Registry {
 
     /// Where `id` stands here, if it is held.
     pub fn query(&self, id: &str) -> Option<(State, TaskInfo)> {
-        self.lock()
-            .1
-            .get(id)
-            .map(|h| (state_of(&h.info), h.info.clone()))
+        self.lock().1.get(id).map(|h| (state_of(h), h.info.clone()))
     }
 
     /// The step Jobs of the active tasks.
@@ -97,9 +127,11 @@ impl Registry {
     }
 }
 
-fn state_of(info: &TaskInfo) -> State {
-    if info.time_start.is_some() {
+fn state_of(held: &Held) -> State {
+    if held.info.time_start.is_some() {
         State::Active
+    } else if held.eta.is_some() {
+        State::Scheduled
     } else {
         State::Reserved
     }
@@ -149,5 +181,18 @@ mod tests {
         assert_eq!(r.running_jobs(), ["dagster-step-a"]);
         r.remove("a");
         assert!(r.query("a").is_none() && r.active().is_empty());
+    }
+
+    #[test]
+    fn a_task_waiting_for_its_eta_is_scheduled_not_reserved() {
+        let r = Registry::default();
+        r.reserve(info("later"));
+        r.schedule("later", "2999-01-01T00:00:00+00:00");
+        assert!(r.reserved().is_empty());
+        assert_eq!(r.scheduled()[0].0, "2999-01-01T00:00:00+00:00");
+        assert_eq!(r.query("later").map(|(s, _)| s.as_str()), Some("scheduled"));
+        r.due("later");
+        assert!(r.scheduled().is_empty());
+        assert_eq!(r.reserved().len(), 1);
     }
 }

@@ -68,6 +68,9 @@ pub enum Finish {
         message: String,
     },
     Revoked,
+    /// Its `expires` passed before it ran: REVOKED, as Celery's
+    /// `maybe_expire` stores it.
+    Expired,
     /// The task's claim lapsed while it ran (a pause longer than the
     /// claim's lifetime) and another worker took it over: this worker
     /// reports nothing.

@@ -74,3 +74,12 @@ fn refusals_say_why() {
         .starts_with("header retries:"));
     assert_eq!(claimed_id(&headers(), None).as_deref(), Some("t-1"));
 }
+
+#[test]
+fn eta_and_expires_headers_are_read_as_celery_writes_them() {
+    let aware = header_time("2999-01-01T00:00:00.000123+01:00").unwrap();
+    assert_eq!(aware.to_string(), "2998-12-31T23:00:00.000123Z");
+    let naive = header_time("2000-01-01T00:00:00").unwrap();
+    assert_eq!(naive.as_second(), 946_684_800);
+    assert!(header_time("tomorrow").is_none());
+}

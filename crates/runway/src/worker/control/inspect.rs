@@ -30,6 +30,22 @@ pub fn reserved<S: StepRunner, R: ResultStore>(pool: &P<S, R>, req: &Request) ->
     infos(pool.registry.reserved(), safe(req))
 }
 
+/// Celery's `scheduled`: `{eta, priority, request}` per task waiting for its ETA.
+pub fn scheduled<S: StepRunner, R: ResultStore>(pool: &P<S, R>, req: &Request) -> Value {
+    let safe = safe(req);
+    pool.registry
+        .scheduled()
+        .into_iter()
+        .map(|(eta, info)| {
+            json!({
+                "eta": eta,
+                "priority": info.delivery_info.priority.unwrap_or(0),
+                "request": info.to_value(safe),
+            })
+        })
+        .collect()
+}
+
 pub fn registered<S: StepRunner, R: ResultStore>(_pool: &P<S, R>) -> Value {
     json!([crate::worker::TASK])
 }

@@ -23,6 +23,8 @@ pub struct Parked {
 /// where a parked copy goes.
 pub trait Broker: Send + Sync + 'static {
     type Ack: Ack;
+    /// A delivery starts (`true`) or stops waiting for its ETA.
+    fn scheduled(&self, held: bool);
     /// Publishes `copy` (with confirm) where it comes back to its queue
     /// after the ack deadline.
     fn park(&self, copy: &Parked) -> impl Future<Output = Result<(), PublishError>> + Send;

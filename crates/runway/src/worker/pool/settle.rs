@@ -78,7 +78,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
     }
 
     /// Stores with retries; `None` when every attempt failed.
-    async fn store_retrying(
+    pub(super) async fn store_retrying(
         &self,
         id: &str,
         meta: &str,
@@ -96,7 +96,7 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
             .ok()
     }
 
-    fn count(&self, status: &'static str) {
+    pub(super) fn count(&self, status: &'static str) {
         self.metrics
             .tasks
             .get_or_create(&StatusLabel { status })

@@ -19,6 +19,7 @@ use crate::worker::runner::Fence;
 use crate::worker::task::Finish;
 use runway_core::celery::control::shapes::DeliveryInfo;
 
+mod eta;
 mod held;
 
 // === fakes ===
@@ -52,6 +53,7 @@ struct TestBroker {
 
 impl Broker for Arc<TestBroker> {
     type Ack = TestAck;
+    fn scheduled(&self, _held: bool) {}
     async fn park(&self, _copy: &Parked) -> Result<(), PublishError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(PublishError::Nacked);
