@@ -54,7 +54,7 @@ compat-sweep:
 # The Helm chart alone (also part of python-test): real Helm engine, strict lint,
 # Kubernetes 1.36 schemas, and the rendered pods run as real processes.
 chart:
-	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python/test_chart.py
+	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python/test_chart_*.py
 
 # Speed of rendering, side by side with the Python path in the same run.
 bench:
