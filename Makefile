@@ -3,9 +3,9 @@ CARGO ?= cargo
 PY := .venv/bin/python
 PY119 := .venv-1.1.9/bin/python
 
-.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity compat-sweep python-test python-test-1.1.9 chart bench fixtures fields image dist
+.PHONY: test demo queue-latency bootstrap fmt clippy rust-test parity compat-sweep python-test python-test-1.1.9 chaos chart bench fixtures fields image dist
 
-test: bootstrap fmt clippy rust-test python-test python-test-1.1.9
+test: bootstrap fmt clippy rust-test python-test python-test-1.1.9 chaos
 
 demo:
 	@scripts/demo.sh $(DEMO_ARGS)
@@ -40,6 +40,12 @@ python-test:
 # with them on the dev cluster, with the requests it sends captured.
 python-test-1.1.9:
 	RUNWAY_BIN=target/debug/runway $(PY119) -m pytest -q tests/dagster-1.1.9
+
+# The chaos suite (tests/chaos, about 5 minutes): two workers and a few hundred overlapping
+# steps through SIGSTOP, SIGKILL, RabbitMQ, Redis, PostgreSQL and dev-cluster outages, then
+# runway serve under memory attacks; per-fault and per-attack tables in target/chaos-report.json.
+chaos:
+	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/chaos
 
 # Parity alone, every version (PARITY_VERSIONS=1.1.9 for one; PARITY_COUNT, PARITY_SEED).
 parity:

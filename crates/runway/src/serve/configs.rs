@@ -22,6 +22,12 @@ use runway_proto as proto;
 /// Parsed forms kept per config text (one per distinct environment).
 const LOADED_PER_TEXT: usize = 8;
 
+/// What a parsed form is counted at, per byte of its text: a [`Launcher`]
+/// holds the config's strings twice (its typed fields, and the processed
+/// map `from_config_value` receives). Counting only the texts let 32 MiB of
+/// texts hold about 110 MiB (the chaos suite's 64 distinct ~1 MiB configs).
+const PARSED_PER_TEXT_BYTE: usize = 2;
+
 type TextKey = (LauncherClass, String);
 
 #[derive(Debug)]
@@ -37,6 +43,8 @@ pub(super) struct Configs {
     texts: HashMap<TextKey, Text>,
     /// Text keys, oldest first: the eviction order.
     order: VecDeque<TextKey>,
+    /// The texts' bytes plus [`PARSED_PER_TEXT_BYTE`] per byte of text for
+    /// each parsed form kept: what `--config-cache-bytes` bounds.
     bytes: usize,
     loaded: HashMap<(TextKey, String), Arc<Launcher>>,
 }
@@ -72,18 +80,59 @@ impl Configs {
     }
 
     fn evict(&mut self, key: &TextKey) {
+        self.drop_loaded(key);
         if let Some(t) = self.texts.remove(key) {
             self.bytes -= t.json.len();
         }
-        self.loaded.retain(|(k, _), _| k != key);
     }
 
-    fn insert_loaded(&mut self, key: TextKey, fingerprint: String, launcher: Arc<Launcher>) {
-        if self.loaded.keys().filter(|(k, _)| *k == key).count() >= LOADED_PER_TEXT {
-            self.loaded.retain(|(k, _), _| *k != key);
-        }
-        self.loaded.insert((key, fingerprint), launcher);
+    /// Drops the parsed forms of `key`'s text (the text stays).
+    fn drop_loaded(&mut self, key: &TextKey) {
+        let charge = self.texts.get(key).map_or(0, |t| parsed_charge(&t.json));
+        let before = self.loaded.len();
+        self.loaded.retain(|(k, _), _| k != key);
+        self.bytes -= charge * (before - self.loaded.len());
     }
+
+    /// Keeps a parsed form within the byte bound, dropping the oldest other
+    /// texts (and their parsed forms) to make room; one that cannot fit is
+    /// not kept (it is parsed again per request).
+    fn insert_loaded(
+        &mut self,
+        key: TextKey,
+        fingerprint: String,
+        launcher: Arc<Launcher>,
+        limits: CacheLimits,
+    ) {
+        let Some(charge) = self.texts.get(&key).map(|t| parsed_charge(&t.json)) else {
+            return;
+        };
+        let loaded_key = (key, fingerprint);
+        if self.loaded.contains_key(&loaded_key) {
+            return;
+        }
+        let key = &loaded_key.0;
+        if self.loaded.keys().filter(|(k, _)| k == key).count() >= LOADED_PER_TEXT {
+            self.drop_loaded(key);
+        }
+        while self.bytes + charge > limits.bytes {
+            let Some(old) = self
+                .order
+                .iter()
+                .position(|k| k != key)
+                .and_then(|i| self.order.remove(i))
+            else {
+                return;
+            };
+            self.evict(&old);
+        }
+        self.bytes += charge;
+        self.loaded.insert(loaded_key, launcher);
+    }
+}
+
+fn parsed_charge(json: &str) -> usize {
+    PARSED_PER_TEXT_BYTE * json.len()
 }
 
 /// The names `{env: NAME}` sources in a config read (a config that does not
@@ -176,7 +225,7 @@ impl<K: JobApi> Launch<K> {
         };
         let parsed = Arc::new(Launcher::load(class, &value, env).map_err(render::Error::from)?);
         self.lock_configs()
-            .insert_loaded(key, print, parsed.clone());
+            .insert_loaded(key, print, parsed.clone(), limits);
         Ok(parsed)
     }
 
@@ -264,5 +313,36 @@ mod tests {
         );
         c.insert_text((LauncherClass::K8s, "big".into()), &"y".repeat(90), limits);
         assert!(c.bytes <= 100, "{}", c.bytes);
+    }
+
+    #[test]
+    fn parsed_forms_count_against_the_byte_bound() {
+        let limits = CacheLimits {
+            entries: 64,
+            bytes: 1000,
+            max_config_bytes: 1000,
+        };
+        let launcher = Arc::new(
+            Launcher::load(
+                LauncherClass::K8s,
+                &serde_json::json!({"instance_config_map": "i", "service_account_name": "s"}),
+                &BTreeMap::new(),
+            )
+            .unwrap(),
+        );
+        let mut c = Configs::default();
+        let key = |i: usize| (LauncherClass::K8s, format!("d{i}"));
+        for i in 0..4 {
+            c.insert_text(key(i), &"x".repeat(200), limits);
+            c.insert_loaded(key(i), "env".into(), launcher.clone(), limits);
+            assert!(c.bytes <= limits.bytes, "{}", c.bytes);
+        }
+        // Each text with its parsed form is 600 bytes: only the newest fits whole.
+        assert!(c.loaded.contains_key(&(key(3), "env".into())));
+        assert!(!c.texts.contains_key(&key(1)) && !c.texts.contains_key(&key(0)));
+        assert_eq!(c.bytes, 200 * c.texts.len() + 400 * c.loaded.len());
+        // Evicting a text gives back its parsed forms' bytes too.
+        c.evict(&key(3));
+        assert_eq!(c.bytes, 200 * c.texts.len() + 400 * c.loaded.len());
     }
 }

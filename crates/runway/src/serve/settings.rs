@@ -49,10 +49,11 @@ pub struct ServeArgs {
     /// The largest launcher config a request may carry, in bytes.
     #[arg(long, env = "RUNWAY_MAX_CONFIG_BYTES", default_value_t = 1 << 20)]
     pub max_config_bytes: usize,
-    /// Bytes of launcher configs the server keeps parsed (oldest dropped first).
+    /// Bytes of launcher configs kept, texts and parsed forms (a parsed form counts twice its
+    /// text); oldest dropped first.
     #[arg(long, env = "RUNWAY_CONFIG_CACHE_BYTES", default_value_t = 32 << 20)]
     pub config_cache_bytes: usize,
-    /// The largest gRPC request, in bytes (larger ones get RESOURCE_EXHAUSTED).
+    /// The largest gRPC request, in bytes (larger ones get OUT_OF_RANGE, tonic's code for it).
     #[arg(long, env = "RUNWAY_MAX_REQUEST_BYTES", default_value_t = 4 << 20)]
     pub max_request_bytes: usize,
     /// Transitions a WatchRuns consumer may fall behind before it is cut off.

@@ -36,6 +36,14 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the server never answered (connection refused, reset or
+    /// closed): an outage worth waiting out, unlike an error the server sent.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Error::Db { source, .. } if source.as_db_error().is_none())
+    }
+}
+
 /// A notification: the run whose event was stored, and the event's row id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notified {

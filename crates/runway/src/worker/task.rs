@@ -20,8 +20,10 @@ use super::revoke::RevokeWait;
 use super::runner::Fence;
 use super::wait::{Jobs, Runs};
 use crate::cluster::JobApi;
+use crate::retry::Backoff;
+use backon::BackoffBuilder as _;
 use run_log::{Run, Unwritten};
-use runway_core::dagster::instance::{storage_target, PgTarget, Storage};
+use runway_core::dagster::instance::{storage_target, PgTarget, RunRecord, Storage};
 use runway_core::dagster::serdes::{self, Meta};
 use runway_core::dagster::step::StepTask;
 use runway_core::dagster::version::Target;
@@ -195,7 +197,7 @@ async fn prepare<'a, K: JobApi>(
         (Ok(r), Ok(e)) => (r, e),
         (Err(e), _) | (_, Err(e)) => return Err(Finish::value_error(e.to_string())),
     };
-    let record = match ctx.pg.run(&run_target, &task.run_id).await {
+    let record = match read_run(ctx, &run_target, &task.run_id).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return Err(Finish::Error {
@@ -225,6 +227,38 @@ async fn prepare<'a, K: JobApi>(
         step_key: task.step_key.clone(),
     };
     Ok((task, run, record.status))
+}
+
+/// The run's record, read through a PostgreSQL outage for as long as an
+/// event write would wait (`--event-write-patience-secs`). Failing at once,
+/// as the Python task does, would report a step that never ran as failed
+/// (Dagster's executor fails the step on the task's FAILURE) for a blip of
+/// the database; an error the server sent still fails the task at once.
+async fn read_run<K: JobApi>(
+    ctx: &Ctx<K>,
+    target: &PgTarget,
+    run_id: &str,
+) -> Result<Option<RunRecord>, super::pg::Error> {
+    let deadline = tokio::time::Instant::now() + ctx.event_write_patience;
+    let mut delays = Backoff::request().build();
+    let mut failures = 0u32;
+    loop {
+        match ctx.pg.run(target, run_id).await {
+            Err(e) if e.is_outage() && tokio::time::Instant::now() < deadline => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(%run_id, error = %e, "reading the run failed; retrying");
+                }
+                tokio::time::sleep(delays.delay()).await;
+            }
+            other => {
+                if failures > 0 && other.is_ok() {
+                    tracing::info!(%run_id, failures, "run read after retries");
+                }
+                return other;
+            }
+        }
+    }
 }
 
 /// Turns how the wait ended into events: `Ok(true)` when the step failed

@@ -54,22 +54,32 @@ impl<S: StepRunner, R: ResultStore, B: Broker> Pool<S, R, B> {
             if held.is_empty() {
                 continue;
             }
-            match self.broker.park(&copy).await {
-                Ok(()) => {
-                    self.metrics.tasks_parked.inc();
-                    tracing::info!(task_id = %id, queue = %copy.queue, "parked a copy; acknowledging the held deliveries");
-                    for a in held {
-                        a.ack().await;
-                    }
+            // Settled in a task of its own: this loop is aborted the moment
+            // the run ends, and deliveries already taken out of the ledger
+            // dropped mid-publish would stay unacknowledged until the channel
+            // closes (the chaos suite saw one left in its queue).
+            let settle = tokio::spawn(self.clone().park_held(id.clone(), copy.clone(), held));
+            let _ = settle.await;
+        }
+    }
+
+    /// Acknowledges `held` once a copy is parked, or gives them back.
+    async fn park_held(self: Arc<Self>, id: String, copy: Parked, held: Vec<B::Ack>) {
+        match self.broker.park(&copy).await {
+            Ok(()) => {
+                self.metrics.tasks_parked.inc();
+                tracing::info!(task_id = %id, queue = %copy.queue, "parked a copy; acknowledging the held deliveries");
+                for a in held {
+                    a.ack().await;
                 }
-                Err(e) => {
-                    tracing::warn!(task_id = %id, error = %e, "parking failed; keeping the deliveries");
-                    let returned = lock(&self.ledger).give_back(&id, held);
-                    // The run ended meanwhile: the redelivery finds its result.
-                    if let Err(orphans) = returned {
-                        for a in orphans {
-                            a.requeue().await;
-                        }
+            }
+            Err(e) => {
+                tracing::warn!(task_id = %id, error = %e, "parking failed; keeping the deliveries");
+                let returned = lock(&self.ledger).give_back(&id, held);
+                // The run ended meanwhile: the redelivery finds its result.
+                if let Err(orphans) = returned {
+                    for a in orphans {
+                        a.requeue().await;
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! their Jobs in, deliveries that record how they were settled, and a
 //! broker that records parked copies. Time is tokio's paused clock.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -49,12 +49,15 @@ impl Ack for TestAck {
 struct TestBroker {
     parked: AtomicUsize,
     failing: AtomicBool,
+    /// How long a park takes (its publish and confirm).
+    park_ms: AtomicU64,
 }
 
 impl Broker for Arc<TestBroker> {
     type Ack = TestAck;
     fn scheduled(&self, _held: bool) {}
     async fn park(&self, _copy: &Parked) -> Result<(), PublishError> {
+        tokio::time::sleep(Duration::from_millis(self.park_ms.load(Ordering::SeqCst))).await;
         if self.failing.load(Ordering::SeqCst) {
             return Err(PublishError::Nacked);
         }
@@ -315,6 +318,19 @@ async fn held_deliveries_are_parked_before_the_ack_deadline() {
     assert_eq!(settled(&log), vec![(1, "ack"), (2, "ack")]);
     assert_eq!(w.steps.runs.load(Ordering::SeqCst), 1);
     assert_eq!(store.results("t6").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_park_under_way_when_the_run_ends_still_settles_its_deliveries() {
+    let (store, jobs, log) = fixture();
+    let w = worker("a", &store, &jobs);
+    w.broker.park_ms.store(5_000, Ordering::SeqCst);
+    // The park starts at the 60 s ack deadline; the step ends 1 s into it.
+    deliver(&w, task("t9", 61_000), 1, &log).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(w.broker.parked.load(Ordering::SeqCst), 1);
+    assert_eq!(settled(&log), vec![(1, "ack")], "never left unsettled");
+    assert_eq!(store.results("t9").len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
