@@ -13,6 +13,7 @@ use crate::results::watch::Results;
 use crate::stop::stopped;
 use runway_core::celery::message::{encode, NewTask};
 use runway_core::celery::pyval::PyVal;
+use runway_core::celery::result::is_ready;
 use runway_core::celery::STEP_TASK as TASK;
 use runway_proto as proto;
 use runway_proto::step_executor_server::StepExecutor;
@@ -162,37 +163,39 @@ impl StepExecutor for Steps {
         let id = req.task_id;
         let mut stop = self.stop.clone();
         let stream = async_stream(move |tx| async move {
-            let first = wait.rx.borrow_and_update().clone();
-            let meta = match first {
-                Some(m) => m,
-                None => {
-                    let pending = proto::StepState {
-                        task_id: id.clone(),
-                        state: "PENDING".into(),
-                        ..Default::default()
-                    };
-                    if tx.send(Ok(pending)).await.is_err() {
+            // PENDING while nothing is stored, then every stored state
+            // (STARTED when a step starts) until a final one ends the stream.
+            let mut last = wait.rx.borrow_and_update().clone();
+            if last.is_none() {
+                let pending = proto::StepState {
+                    task_id: id.clone(),
+                    state: "PENDING".into(),
+                    ..Default::default()
+                };
+                if tx.send(Ok(pending)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                if let Some(meta) = last.take() {
+                    let done = is_ready(&meta);
+                    if tx.send(Ok(state_of(&id, &meta))).await.is_err() || done {
                         return;
                     }
-                    loop {
-                        tokio::select! {
-                            _ = stopped(&mut stop) => {
-                                let _ = tx.send(Err(Status::unavailable("runway serve is shutting down; watch again"))).await;
-                                return;
-                            }
-                            changed = wait.rx.changed() => {
-                                if changed.is_err() {
-                                    return;
-                                }
-                                if let Some(m) = wait.rx.borrow_and_update().clone() {
-                                    break m;
-                                }
-                            }
+                }
+                tokio::select! {
+                    _ = stopped(&mut stop) => {
+                        let _ = tx.send(Err(Status::unavailable("runway serve is shutting down; watch again"))).await;
+                        return;
+                    }
+                    changed = wait.rx.changed() => {
+                        if changed.is_err() {
+                            return;
                         }
+                        last = wait.rx.borrow_and_update().clone();
                     }
                 }
-            };
-            let _ = tx.send(Ok(state_of(&id, &meta))).await;
+            }
         });
         Ok(Response::new(stream))
     }
