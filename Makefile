@@ -62,16 +62,20 @@ compat-sweep:
 chart:
 	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python/test_chart_*.py
 
-# Speed of rendering, side by side with the Python path in the same run.
+# Every figure beside its Python peer measured in the same run, then one summary table
+# (figure, Runway, peer, ratio, goal, met) in target/bench/summary.md; each bench's JSON
+# lines are kept beside it. Per-component CPU per operation comes from named threads.
 bench:
 	$(CARGO) build --release -p runway --features dev-cluster
-	$(PY) benches/compare_render.py --runway target/release/runway
+	@mkdir -p target/bench
+	$(PY) benches/compare_render.py --runway target/release/runway --callgrind --out target/bench/render.jsonl
 	$(CARGO) bench -p runway-core --bench render
 	$(CARGO) bench -p runway-devcluster --bench devcluster
-	target/release/runway bench index --runs 100000
-	target/release/runway bench launch --python .venv/bin/python
-	target/release/runway bench publish --python .venv/bin/python
-	target/release/runway bench worker --python .venv/bin/python
+	target/release/runway bench index --runs 100000 | tee target/bench/index.jsonl
+	target/release/runway bench launch --python .venv/bin/python | tee target/bench/launch.jsonl
+	target/release/runway bench publish --python .venv/bin/python | tee target/bench/publish.jsonl
+	target/release/runway bench worker --python .venv/bin/python | tee target/bench/worker.jsonl
+	$(PY) benches/summary.py target/bench
 
 # The issue's 200 queued Dagster runs through Runway and through the stock K8sRunLauncher
 # (the test command queues 40): STARTING to Job created, p50/p99, in target/e2e-queue-latency.json.
