@@ -77,7 +77,7 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         None => None,
     };
     let hostname = args.hostname.clone().unwrap_or_else(node_name);
-    let pg = Arc::new(Pg::default());
+    let pg = Arc::new(Pg::new(args.postgres_ca_file.clone()));
     let mut stores = vec![(pg.reachable.subscribe(), "PostgreSQL unreachable")];
     if let backend::Backend::Redis(redis) = &backend {
         stores.push((redis.reachable.subscribe(), "Redis unreachable"));
