@@ -24,6 +24,16 @@ pub enum LogFormat {
     Text,
 }
 
+/// The CA file of TLS to the result backend, which `runway serve` and
+/// `runway worker` both reach.
+#[derive(Debug, Clone, Args)]
+pub struct StoreTlsArgs {
+    /// PEM CA certificate(s) trusted for a `rediss://` result backend instead of the system's
+    /// roots (wins over the URL's `ssl_ca_certs`).
+    #[arg(long, env = "RUNWAY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+}
+
 /// The Kubernetes client settings `runway serve` and `runway worker` share.
 #[derive(Debug, Clone, Args)]
 pub struct KubeArgs {

@@ -31,17 +31,18 @@ fn steps_service(
     stop_background: watch::Receiver<bool>,
     background: &mut Vec<JoinHandle<()>>,
 ) -> Result<crate::serve::steps::Steps, Error> {
+    let tls = &args.store_tls;
     let publisher = args
         .broker_url
         .as_deref()
         .map(|u| Arc::new(publish::Publisher::new(u)));
     let results = match args.result_backend.as_deref() {
         None => None,
-        Some(url) => match backend::parse(url)
+        Some(url) => match backend::parse(url, tls.redis_ca_file.as_deref())
             .map_err(|e| Error::Settings(format!("--result-backend: {e}")))?
         {
             backend::BackendUrl::Redis(c) => {
-                let r = results::Results::new(c);
+                let r = results::Results::new(*c);
                 background.push(tokio::spawn(r.clone().run(stop_background)));
                 Some(r)
             }

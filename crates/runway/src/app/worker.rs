@@ -60,11 +60,12 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         timeout: Duration::from_secs(args.kube.kube_timeout_secs.max(1)),
     };
     let (publish_tx, publish_rx) = watch::channel(None);
-    let backend = match backend::parse(&args.result_backend)
+    let tls = &args.store_tls;
+    let backend = match backend::parse(&args.result_backend, tls.redis_ca_file.as_deref())
         .map_err(|e| Error::Settings(format!("--result-backend: {e}")))?
     {
         backend::BackendUrl::Redis(c) => backend::Backend::Redis(backend::RedisBackend::new(
-            c,
+            *c,
             Duration::from_secs(args.result_expires_secs),
         )),
         backend::BackendUrl::Rpc => backend::Backend::Rpc(publish_rx),
