@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{bind, kube_client, node_name, Error};
+use crate::broker::connect::BrokerTls;
 use crate::cluster::{KubeJobs, Tracker};
 use crate::metrics::Metrics;
 use crate::ops::{self, Probe};
@@ -111,6 +112,8 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
     background.push(task);
     let consumer = ConsumerConfig {
         broker_url: args.broker_url.clone(),
+        broker_tls: BrokerTls::load(tls.broker_ca_file.as_deref())
+            .map_err(|e| Error::Settings(format!("--broker-ca-file: {e}")))?,
         queues: args.queues.clone(),
         prefetch: args.prefetch(),
         max_message_bytes: args.max_message_bytes,

@@ -151,7 +151,7 @@ async fn measure(
         let wait = results.wait(&id).await.map_err(setup)?;
         tasks.push((id, kwargs, wait));
     }
-    let publisher = Arc::new(Publisher::new(&b.broker_url));
+    let publisher = Arc::new(Publisher::new(&b.broker_url, Default::default()));
     let warm = encode(&NewTask {
         id: &uuid4(),
         task: "runway-bench-warmup",
