@@ -319,6 +319,10 @@ def test_bad_tls_settings_fail_at_start_up(cluster, stores, certs):
         (["--redis-ca-file", os.path.join(certs.dir, "missing.pem")], good, "--result-backend"),
         ([], "rediss://:pw-redis@localhost:1/0?ssl_cert_reqs=maybe", "ssl_cert_reqs=\"maybe\""),
         ([], "redis://:pw-redis@localhost:1/0?ssl_cert_reqs=none", "uses the rediss:// scheme"),
+        (["--postgres-url", "postgresql://u:pw-redis@localhost:1/db?sslmode=verify_full"], good,
+         '--postgres-url: PostgreSQL postgresql://u@localhost:1/db: sslmode "verify_full"'),
+        (["--postgres-url", "postgresql://u@localhost:1/db?sslmode=verify-ca",
+          "--postgres-ca-file", empty], good, "no PEM certificate"),
     ]
     for extra, backend, needle in cases:
         out = subprocess.run(

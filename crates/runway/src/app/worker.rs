@@ -80,6 +80,10 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
     };
     let hostname = args.hostname.clone().unwrap_or_else(node_name);
     let pg = Arc::new(Pg::new(args.postgres_ca_file.clone()));
+    if let Some(t) = &postgres {
+        pg.tls_for(t)
+            .map_err(|e| Error::Settings(format!("--postgres-url: {e}")))?;
+    }
     let mut stores = vec![(pg.reachable.subscribe(), "PostgreSQL unreachable")];
     if let backend::Backend::Redis(redis) = &backend {
         stores.push((redis.reachable.subscribe(), "Redis unreachable"));

@@ -3,7 +3,7 @@
 //! the `run_events` notification dagster-postgres sends), and a LISTEN stream
 //! that tells the worker when a run it waits on changes.
 
-mod ssl;
+pub mod ssl;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, Config, Connection, Socket};
 
 use crate::retry::Backoff;
+use crate::tls::postgres::MakeRustls;
 use backon::BackoffBuilder as _;
 use runway_core::dagster::instance::{self, PgTarget, RunRecord};
 
@@ -110,17 +111,22 @@ impl Pg {
         }
     }
 
-    /// Connects as the target's `sslmode` says. A TLS setting that cannot
+    /// What the target's `sslmode` asks for. A TLS setting that cannot
     /// work (an unknown mode, an unreadable CA) is reported as such, and
-    /// is not a sign that the server is unreachable.
-    async fn connect(&self, t: &PgTarget) -> Result<(Client, Conn), Error> {
+    /// is not a sign that the server is unreachable. `--postgres-url` is
+    /// checked with it at start-up.
+    pub fn tls_for(&self, t: &PgTarget) -> Result<(ssl::Wire, MakeRustls), Error> {
         let tls_err = |source| Error::Tls {
             target: format!("{t:?}"),
             source,
         };
         let policy = ssl::policy(&t.params, self.ca_file.as_deref()).map_err(tls_err)?;
-        let make = self.tls.get(&policy).map_err(tls_err)?;
-        self.note(t, config(t, policy.wire).connect(make).await)
+        Ok((policy.wire, self.tls.get(&policy).map_err(tls_err)?))
+    }
+
+    async fn connect(&self, t: &PgTarget) -> Result<(Client, Conn), Error> {
+        let (wire, make) = self.tls_for(t)?;
+        self.note(t, config(t, wire).connect(make).await)
     }
 
     async fn client(&self, t: &PgTarget) -> Result<Arc<Client>, Error> {
