@@ -128,15 +128,22 @@ pub fn client_config(verify: Verify, roots: &Roots) -> Result<ClientConfig, Erro
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let verifier: Arc<dyn ServerCertVerifier> = match verify {
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier(verify, roots, provider)?)
+        .with_no_client_auth())
+}
+
+fn verifier(
+    verify: Verify,
+    roots: &Roots,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, Error> {
+    Ok(match verify {
         Verify::Nothing => Arc::new(NoVerification(provider)),
         Verify::Chain => Arc::new(ChainOnly(webpki(roots, provider)?)),
         Verify::Full => webpki(roots, provider)?,
-    };
-    Ok(builder
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+    })
 }
 
 fn webpki(
@@ -249,3 +256,6 @@ impl ServerCertVerifier for ChainOnly {
         self.0.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests;
