@@ -113,12 +113,14 @@ def celery_task(stores, certs):
 
 
 @contextlib.contextmanager
-def worker(kubeconfig: str, queue: str, stores, *extra: str, env=None, ready: bool = True):
+def worker(kubeconfig: str, queue: str, stores, *extra: str, env=None, ready: bool = True,
+           backend: str | None = None):
     """`runway worker` on `queue` over amqps:// and rediss://; yields its log path."""
     log = tempfile.NamedTemporaryFile(prefix="runway-tls-worker-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [RUNWAY_BIN, "worker", "-Q", queue, "--broker-url", stores["rabbit"].url,
-         "--result-backend", stores["backend"], "--kubeconfig", kubeconfig, "--namespace", NS,
+         "--result-backend", backend or stores["backend"], "--kubeconfig", kubeconfig,
+         "--namespace", NS,
          "--http-listen", "127.0.0.1:0", "--hostname", f"runway-tls@{queue}",
          "--log-format", "text", "--shutdown-grace-secs", "5",
          "--event-write-patience-secs", "3", *extra],
@@ -307,6 +309,17 @@ def test_a_wrong_redis_ca_is_reported_with_the_cause(
         submit(celery_task, queue, kubeconfig, inst, inst)
         text = wait_log(log, "redis", "UnknownIssuer")
     assert PASSWORD not in text
+
+
+def test_ssl_cert_reqs_none_checks_nothing(cluster, stores, certs, instances, celery_task):
+    """Celery's CERT_NONE: the worker trusts a Redis whose CA it was never given."""
+    kubeconfig, _ = cluster
+    queue = f"tls-{uuid.uuid4().hex[:8]}"
+    backend = f"rediss://localhost:{stores['redis'].port}/0?ssl_cert_reqs=CERT_NONE"
+    with worker(kubeconfig, queue, stores, "--broker-ca-file", certs.ca, backend=backend) as log:
+        inst = instances["tls"][0]
+        succeeded(submit(celery_task, queue, kubeconfig, inst, inst))
+        assert "unreachable" not in open(log).read()
 
 
 def test_bad_tls_settings_fail_at_start_up(cluster, stores, certs):
