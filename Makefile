@@ -54,7 +54,7 @@ compat-sweep:
 # The Helm chart alone (also part of python-test): real Helm engine, strict lint,
 # Kubernetes 1.36 schemas, and the rendered pods run as real processes.
 chart:
-	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python/test_chart.py
+	RUNWAY_BIN=target/debug/runway $(PY) -m pytest -q tests/python/test_chart_*.py
 
 # Speed of rendering, side by side with the Python path in the same run.
 bench:
@@ -72,6 +72,17 @@ bench:
 queue-latency:
 	RUNWAY_BIN=target/debug/runway RUNWAY_E2E_QUEUED_RUNS=200 $(PY) -m pytest -q -s \
 		tests/python/test_dagster_e2e.py -k queued_runs
+
+# What a Dagster user sees (not part of `make test`): chain_8 and fan_out_20 under
+# celery_k8s_job_executor on the dev cluster, with stock Celery workers and with Runway
+# workers at the same concurrency; wall time, per-step overhead, the workers' RSS and a
+# timeline chart in target/compare/ (compare.json, compare.md, timeline.png). Uses the
+# release binary when it has the dev cluster, else the debug one.
+.PHONY: compare
+compare:
+	RUNWAY_BIN=$$(target/release/runway dev-cluster --help >/dev/null 2>&1 \
+		&& echo target/release/runway || echo target/debug/runway) \
+		$(PY) benches/compare_workers.py $(COMPARE_ARGS)
 
 # The production image, built offline: a static runway (no dev cluster) in the
 # Containerfile's final stage. IMAGE= names the tag (default

@@ -42,7 +42,7 @@ sys.path.insert(0, PARITY)
 
 import dagster_batch  # noqa: E402
 import gen_cases  # noqa: E402
-import test_parity  # noqa: E402
+import parity_jobs  # noqa: E402
 
 # Last patch of every minor line and its library version (dagster-k8s / -celery-k8s / -celery).
 SWEEP = [
@@ -127,10 +127,10 @@ def same_outcome(dagster: dict, runway: dict, case: dict, hash_ordered: bool) ->
         return False
     if not dagster["ok"]:
         return True
-    mode = "1.1.9" if hash_ordered else "1.13.27"  # test_parity's multiset rule applies to 1.1.9
+    mode = "1.1.9" if hash_ordered else "1.13.27"  # parity_jobs' multiset rule applies to 1.1.9
 
     def form(job):
-        return json.dumps(scrub_version_label(test_parity.comparable(job, mode, case)), sort_keys=True)
+        return json.dumps(scrub_version_label(parity_jobs.comparable(job, mode, case)), sort_keys=True)
     return form(dagster["job"]) == form(runway["job"])
 
 
@@ -170,7 +170,7 @@ def sweep_corpus(version: str, python: str, accepts, args, d: str) -> dict:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(case, f, ensure_ascii=False)
         paths.append(path)
-    rw = test_parity.run_runway_all(args.runway_bin, paths, [e["env"] for e in entries])
+    rw = parity_jobs.run_runway_all(args.runway_bin, paths, [e["env"] for e in entries])
     same = [same_outcome(p, r, e["case"], hash_ordered) for e, p, r in zip(entries, results, rw)]
     misses = collections.Counter(
         ("runway refused: " + (r.get("error") or "")[:90]) if p["ok"] and not r["ok"]

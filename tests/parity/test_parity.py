@@ -40,93 +40,32 @@ and 3 changes exactly these five paths, and only in K8sRunLauncher Jobs.)
 
 from __future__ import annotations
 
-import base64
 import collections
-import concurrent.futures
-import copy
 import difflib
 import json
 import os
-import subprocess
 import sys
 import time
-import zlib
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import dagster_batch  # noqa: E402
-import dagster_harness  # noqa: E402
 import dagster_render  # noqa: E402
 import gen_cases  # noqa: E402
 import parity_summary  # noqa: E402
+from parity_features import MIN_PER_FEATURE, RATIOS, required_features  # noqa: E402
+from parity_jobs import canonical, pretty, run_runway_all, runway_bin, validate_job  # noqa: E402
 
 SEED = int(os.environ.get("PARITY_SEED", gen_cases.DEFAULT_SEED))
 COUNT = int(os.environ.get("PARITY_COUNT", gen_cases.DEFAULT_COUNT))
 VERSIONS = [v.strip() for v in os.environ.get("PARITY_VERSIONS", "1.13.27,1.1.9").split(",") if v.strip()]
-K8S_VERSION = "1.36.0"
 MAX_REPORTED_DIFFS = 25
 
 # The python of each version that is not the project venv's (gen_cases.generate's default for 1.1).
 VERSION_PYTHON = {"1.1.9": gen_cases.VENV_1_1_9_PYTHON}
-MULTISET_VERSIONS = {"1.1.9"}
-MULTISET_PATHS = [
-    ("spec", "template", "spec", "containers", 0, "env"),
-    ("spec", "template", "spec", "containers", 0, "envFrom"),
-    ("spec", "template", "spec", "containers", 0, "volumeMounts"),
-    ("spec", "template", "spec", "volumes"),
-    ("spec", "template", "spec", "imagePullSecrets"),
-]
-
-# Feature tags the corpus must cover (with at least MIN_PER_FEATURE entries at the default size).
-REQUIRED_FEATURES = [
-    "kind:k8s_run", "kind:celery_run", "kind:step", "seed_case",
-    "labels", "env", "env_from", "env_config_maps", "env_secrets", "env_vars_kv", "env_vars_from_env",
-    "env_value_from", "cc_env", "volumes", "volume_mounts", "camel_keys", "snake_keys", "resources",
-    "numeric_quantity", "affinity", "tolerations", "node_selector", "sidecar", "init_containers",
-    "container_security_context", "pod_security_context", "image_pull_policy", "image_pull_secrets",
-    "service_account_name", "scheduler_name", "launcher_run_k8s_config", "container_config",
-    "pod_template_spec_metadata", "pod_spec_config", "job_config", "job_metadata", "annotations",
-    "owner_references", "job_spec_config", "ttl", "backoff_limit", "active_deadline_seconds",
-    "job_spec_template_ignored", "tag_config", "tag_merge_deep", "tag_merge_shallow",
-    "tag_merge_absent", "resource_requirements_tag", "container_context", "cc_env_vars",
-    "cc_namespace", "cc_run_k8s_config", "cc_merge_shallow", "cc_merge_deep",
-    "allowlist_fields_pass", "allowlist_fields_violate", "allowlist_env_vars", "env_source",
-    "env_source_in_array", "resume", "fail_pod_on_run_failure", "long_job_name", "odd_job_name",
-    "unicode_name", "long_op_name", "odd_op_name", "odd_location_name", "code_location",
-    "per_step_k8s_config", "per_step_other_key_ignored", "retry_attempt", "retries_enabled",
-    "retries_disabled", "celery_run_config", "celery_legacy_run_config", "celery_job_image",
-    "celery_job_namespace", "celery_list_concat", "celery_labels", "celery_image_override",
-    "celery_ignored_fields", "celery_current_image", "op_tag_config", "command", "user_args_replaced",
-    "container_name_override", "container_config_image", "automount_override",
-    "restart_policy_override", "type_coercion", "load_incluster_config_false", "job_namespace",
-    "dagster_home", "job_image", "origin_image", "error",
-    # invalid cases Dagster rejects
-    "error:unknown_k8s_key", "error:camel_and_snake", "error:incluster_with_kubeconfig",
-    "error:init_rejects_key", "error:env_source_unset", "error:env_vars_unset",
-    "error:seed_resources", "error:allowlist_violation", "error:no_image",
-    "error:launcher_unknown_key",
-]
-# 1.1.9 has no merge_behavior, allowlists, per-step config or container-context env; it covers
-# every error kind of its rotation instead (common ones and newer keys).
-_NOT_IN_1_1_9 = {"tag_merge_deep", "tag_merge_shallow", "cc_merge_shallow", "cc_merge_deep", "cc_env",
-                 "allowlist_fields_pass", "allowlist_fields_violate", "allowlist_env_vars",
-                 "per_step_k8s_config", "per_step_other_key_ignored", "error:allowlist_violation"}
-REQUIRED_FEATURES_1_1_9 = sorted(
-    {f for f in REQUIRED_FEATURES if f not in _NOT_IN_1_1_9} | {"newer_key"}
-    | {f"error:{e}" for _, e in gen_cases.ERROR_PAIRS_1_1_9}
-)
-MIN_PER_FEATURE = 3
-# (kind ratio bounds K8sRunLauncher, CeleryK8sRunLauncher, step; expected-error ratio bounds)
-RATIOS = {"1.13.27": ((0.44, 0.56), (0.11, 0.19), (0.29, 0.41), (0.05, 0.10)),
-          "1.1.9": ((0.44, 0.56), (0.11, 0.19), (0.29, 0.41), (0.10, 0.20))}
-
-
-def required_features(version: str) -> list[str]:
-    return REQUIRED_FEATURES_1_1_9 if version == "1.1.9" else REQUIRED_FEATURES
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,38 +131,6 @@ def python_results(version, corpus):
     return _cached(version, "python_results", make)
 
 
-def runway_bin() -> str:
-    path = os.environ.get("RUNWAY_BIN") or os.path.join(REPO_ROOT, "target", "debug", "runway")
-    return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
-
-
-def run_runway(binary: str, case_path: str, env: dict) -> dict:
-    proc_env = {**dagster_harness.base_env(), **env}
-    try:
-        proc = subprocess.run(
-            [binary, "render", "--case", case_path, "--output", "json"],
-            env=proc_env, capture_output=True, timeout=60,
-        )
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "crash": True, "error": "runway render timed out after 60s"}
-    stderr = proc.stderr.decode("utf-8", "replace").strip()
-    if proc.returncode == 0:
-        try:
-            return {"ok": True, "job": json.loads(proc.stdout.decode("utf-8"))}
-        except ValueError as exc:
-            return {"ok": False, "crash": True, "error": f"exit 0 but stdout is not JSON: {exc}"}
-    if proc.returncode == 2:
-        return {"ok": False, "error": stderr}
-    return {"ok": False, "crash": True, "error": f"exit code {proc.returncode}: {stderr[-2000:]}"}
-
-
-def run_runway_all(binary: str, paths: list[str], envs: list[dict]) -> list[dict]:
-    jobs = int(os.environ.get("PARITY_JOBS", os.cpu_count() or 4))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_runway, binary, p, env) for p, env in zip(paths, envs)]
-        return [f.result() for f in futures]
-
-
 @pytest.fixture(scope="session")
 def runway_results(version, corpus, corpus_dir):
     def make():
@@ -240,89 +147,6 @@ def runway_results(version, corpus, corpus_dir):
                                  [e["env"] for e in entries])
         return {"results": results, "seconds": time.monotonic() - t0}
     return _cached(version, "runway_results", make)
-
-
-# ------------------------------------------------------------------------------------------------
-# Comparison helpers
-# ------------------------------------------------------------------------------------------------
-
-
-def decode_compressed(value: str):
-    return json.loads(zlib.decompress(base64.b64decode(value)).decode("utf-8"))
-
-
-def normalize_job(job):
-    """Job with `--compressed-input-json <b64>` (and DAGSTER_COMPRESSED_EXECUTE_STEP_ARGS, should it
-    appear) replaced by the decoded JSON, so that compression/serialization details don't count."""
-    job = copy.deepcopy(job)
-    spec = (((job or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
-    for container in spec.get("containers") or []:
-        args = container.get("args")
-        if isinstance(args, list):
-            for i, arg in enumerate(args[:-1]):
-                if arg == "--compressed-input-json" and isinstance(args[i + 1], str):
-                    try:
-                        args[i + 1] = {"decoded_compressed_input_json": decode_compressed(args[i + 1])}
-                    except Exception as exc:  # noqa: BLE001
-                        args[i + 1] = {"undecodable_compressed_input_json": str(exc)}
-        for env in container.get("env") or []:
-            if env.get("name") == "DAGSTER_COMPRESSED_EXECUTE_STEP_ARGS" and isinstance(env.get("value"), str):
-                try:
-                    env["value"] = {"decoded": decode_compressed(env["value"])}
-                except Exception as exc:  # noqa: BLE001
-                    env["value"] = {"undecodable": str(exc)}
-    return job
-
-
-def multiset_lists(job, version: str, case: dict):
-    """The Job with the hash-ordered lists of `version` (MULTISET_PATHS) in a canonical order."""
-    if version not in MULTISET_VERSIONS or case.get("launcher_class") != "K8sRunLauncher":
-        return job
-    for path in MULTISET_PATHS:
-        node = job
-        for key in path[:-1]:
-            ok = isinstance(node, dict) and key in node if isinstance(key, str) else \
-                isinstance(node, list) and len(node) > key
-            if not ok:
-                node = None
-                break
-            node = node[key]
-        if isinstance(node, dict) and isinstance(node.get(path[-1]), list):
-            node[path[-1]] = sorted(node[path[-1]], key=lambda x: json.dumps(x, sort_keys=True))
-    return job
-
-
-def comparable(job, version: str, case: dict):
-    return multiset_lists(normalize_job(job), version, case)
-
-
-def canonical(job, version: str = "1.13.27", case: dict | None = None) -> str:
-    return json.dumps(comparable(job, version, case or {}), sort_keys=True)
-
-
-def pretty(job, version: str = "1.13.27", case: dict | None = None) -> list[str]:
-    return json.dumps(comparable(job, version, case or {}), sort_keys=True, indent=1,
-                      ensure_ascii=False).splitlines()
-
-
-_VALIDATED: dict[str, str | None] = {}
-
-
-def validate_job(job, key: str | None = None) -> str | None:
-    """kubernetes-validate --strict for K8S_VERSION; `key` (a comparable canonical form) caches
-    the answer: a Job equal to one already validated (list order aside) has the same answer."""
-    if key is not None and key in _VALIDATED:
-        return _VALIDATED[key]
-    import kubernetes_validate
-
-    try:
-        kubernetes_validate.validate(job, K8S_VERSION, strict=True)
-        result = None
-    except Exception as exc:  # noqa: BLE001
-        result = f"{type(exc).__name__}: {exc}"
-    if key is not None:
-        _VALIDATED[key] = result
-    return result
 
 
 def report_path(tmp_path_factory, version: str) -> str:

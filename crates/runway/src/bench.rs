@@ -54,6 +54,7 @@ pub fn time_render(case: &Value, env: &dyn Env, iterations: u32) -> Result<Rende
 }
 
 mod cluster;
+pub mod cpu;
 pub mod launch;
 pub mod publish;
 pub mod worker;

@@ -13,6 +13,7 @@ use thiserror::Error;
 use tonic::transport::Channel;
 
 use super::cluster::{bench_cluster, SetupError};
+use super::cpu;
 use super::pct;
 use crate::app::{self, ServeHandle};
 use crate::serve::settings::ServeArgs;
@@ -48,9 +49,9 @@ pub struct LaunchBench {
     pub launches: usize,
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
-    /// Launches per second of the paced phase.
-    #[arg(long, default_value_t = 500.0)]
-    pub rate: f64,
+    /// Launches per second of the paced phases, one phase per rate.
+    #[arg(long, value_delimiter = ',', default_value = "50,200,500")]
+    pub rates: Vec<f64>,
     #[arg(long, default_value_t = 4.0)]
     pub rate_seconds: f64,
     #[arg(long, default_value_t = 3.0)]
@@ -111,82 +112,145 @@ impl Case {
     }
 }
 
+/// The in-process parts, each on a runtime of its own so their CPU is told
+/// apart (`bench::cpu`): the dev cluster and serve. The load runs on the
+/// caller's runtime.
+struct Parts {
+    cluster_rt: tokio::runtime::Runtime,
+    serve_rt: tokio::runtime::Runtime,
+    dev: runway_devcluster::DevCluster,
+    serve: ServeHandle,
+    kubeconfig: PathBuf,
+}
+
+async fn start_parts(dir: &Path) -> Result<Parts, Error> {
+    let cluster_rt = cpu::runtime(cpu::DEVCLUSTER, 2).map_err(setup)?;
+    let serve_rt = cpu::runtime(cpu::SERVE, 2).map_err(setup)?;
+    let d = dir.to_path_buf();
+    let (dev, kubeconfig) = cpu::on(&cluster_rt, async move { bench_cluster(&d, 5_000).await })
+        .await
+        .map_err(Error::Setup)??;
+    let kc = kubeconfig.clone();
+    let serve = cpu::on(&serve_rt, async move { start_serve(&kc).await })
+        .await
+        .map_err(Error::Setup)??;
+    Ok(Parts {
+        cluster_rt,
+        serve_rt,
+        dev,
+        serve,
+        kubeconfig,
+    })
+}
+
 /// Runs the whole bench; returns the JSON lines to print.
 pub async fn run(bench: &LaunchBench) -> Result<Vec<Value>, Error> {
     let dir = std::env::temp_dir().join(format!("runway-bench-launch-{}", std::process::id()));
-    let (dev, kubeconfig) = bench_cluster(&dir, 5_000).await?;
-    let serve = start_serve(&kubeconfig).await?;
-    let clients = connect(&serve, 4).await?;
-    let case = Arc::new(load_case(&bench.root, &kubeconfig)?);
+    let parts = start_parts(&dir).await?;
+    let result = measure(bench, &parts).await;
+    parts.serve.shutdown().await?;
+    parts.dev.shutdown().await;
+    // Dropping a runtime inside another's context is refused; let them go.
+    parts.serve_rt.shutdown_background();
+    parts.cluster_rt.shutdown_background();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Serve's own threads: what a launch costs Runway.
+const RUNWAY: &[&str] = &[cpu::SERVE];
+
+async fn measure(bench: &LaunchBench, parts: &Parts) -> Result<Vec<Value>, Error> {
+    let clients = connect(&parts.serve, 4).await?;
+    let case = Arc::new(load_case(&bench.root, &parts.kubeconfig)?);
     // Primes the config cache, as the first launch of a daemon does.
     clients[0]
         .clone()
         .launch_run(case.request(run_id(0, 0), false))
         .await?;
-    let (completed_at, recorder) = observe::record_completions(&dev);
+    let (completed_at, recorder) = observe::record_completions(&parts.dev);
     let (seen_at, watcher) = observe::record_successes(&mut clients[1].clone()).await?;
+    let mut expected = 1;
 
     // One launch after another, as the Python peer runs: the latency ratio.
+    let phase = cpu::Phase::start();
     let (seq, _) = load::burst(&clients, &case, 3, bench.python_launches.max(50), 1).await?;
-    let (lat, took) = load::burst(&clients, &case, 1, bench.launches, bench.concurrency).await?;
-    let mut lines = vec![json!({
-        "impl": "runway", "what": "LaunchRun burst", "launches": bench.launches,
-        "concurrency": bench.concurrency,
-        "launches_per_s": bench.launches as f64 / took.as_secs_f64(),
-        "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "p999_ms": pct(&lat, 0.999),
-    })];
-    // The burst's pods finish before the paced phase, so that phase (and the
-    // completion latency measured in it) sees the stated rate, not a backlog.
-    observe::wait_seen(&seen_at, bench.launches + 1, Duration::from_secs(120)).await;
-    let burst_watch = observe::watch_latency(&completed_at, &seen_at, |_| true);
-    lines.push(json!({
+    expected += seq.len();
+    observe::wait_seen(&seen_at, expected, Duration::from_secs(120)).await;
+    let mut seq_line = json!({
         "impl": "runway", "what": "LaunchRun sequential", "launches": seq.len(),
         "p50_ms": pct(&seq, 0.5), "p99_ms": pct(&seq, 0.99),
-    }));
-    let paced_lat = load::paced(&clients, &case, bench.rate, bench.rate_seconds).await?;
-    lines.push(json!({
-        "impl": "runway", "what": "LaunchRun paced", "rate_per_s": bench.rate,
-        "launches": paced_lat.len(),
-        "p50_ms": pct(&paced_lat, 0.5), "p99_ms": pct(&paced_lat, 0.99), "p999_ms": pct(&paced_lat, 0.999),
-    }));
-    let concurrency = bench.concurrency.max(64);
-    let hps =
-        load::health_rate(&clients, bench.launches, bench.health_seconds, concurrency).await?;
-    lines.push(json!({"impl": "runway", "what": "CheckRunWorkerHealth", "checks_per_s": hps}));
-
-    // Let the simulated pods finish, then compare completion with observation.
-    let expected = bench.launches + paced_lat.len() + seq.len() + 1;
-    observe::wait_seen(&seen_at, expected, Duration::from_secs(120)).await;
-    let paced_watch = observe::watch_latency(&completed_at, &seen_at, |job| {
-        job.contains(&run_id(2, 0)[..9])
     });
+    phase.end(&mut seq_line, seq.len(), RUNWAY);
+
+    // Saturation: as many launches as the clients can push; its latency is
+    // mostly time spent queued, and labelled so.
+    let phase = cpu::Phase::start();
+    let (lat, took) = load::burst(&clients, &case, 1, bench.launches, bench.concurrency).await?;
+    expected += bench.launches;
+    // The burst's pods finish before the paced phases, so those (and the
+    // completion latency measured in them) see their stated rate, not a backlog.
+    observe::wait_seen(&seen_at, expected, Duration::from_secs(120)).await;
+    let mut burst = json!({
+        "impl": "runway", "what": "LaunchRun burst (saturation; latency is queueing)",
+        "launches": bench.launches, "concurrency": bench.concurrency,
+        "launches_per_s": bench.launches as f64 / took.as_secs_f64(),
+        "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "p999_ms": pct(&lat, 0.999),
+    });
+    phase.end(&mut burst, bench.launches, RUNWAY);
+    let burst_watch = observe::watch_latency(&completed_at, &seen_at, |_| true);
+    let mut lines = vec![burst, seq_line];
+
+    for (k, rate) in bench.rates.iter().copied().enumerate() {
+        let id = 4 + k as u32;
+        let phase = cpu::Phase::start();
+        let paced = load::paced(&clients, &case, id, rate, bench.rate_seconds).await?;
+        expected += paced.len();
+        observe::wait_seen(&seen_at, expected, Duration::from_secs(120)).await;
+        let prefix = run_id(id, 0)[..9].to_owned();
+        let watch = observe::watch_latency(&completed_at, &seen_at, |job| job.contains(&prefix));
+        let mut line = json!({
+            "impl": "runway", "what": "LaunchRun paced", "rate_per_s": rate,
+            "launches": paced.len(),
+            "p50_ms": pct(&paced, 0.5), "p99_ms": pct(&paced, 0.99), "p999_ms": pct(&paced, 0.999),
+            "watch_completion_jobs": watch.len(),
+            "watch_completion_p50_ms": pct(&watch, 0.5), "watch_completion_p99_ms": pct(&watch, 0.99),
+        });
+        phase.end(&mut line, paced.len(), RUNWAY);
+        lines.push(line);
+    }
     lines.push(json!({
-        "impl": "runway", "what": "WatchRuns completion latency, paced phase",
-        "rate_per_s": bench.rate, "jobs": paced_watch.len(),
-        "p50_ms": pct(&paced_watch, 0.5), "p99_ms": pct(&paced_watch, 0.99),
-    }));
-    lines.push(json!({
-        "impl": "runway", "what": "WatchRuns completion latency, during the burst",
+        "impl": "runway", "what": "WatchRuns completion latency, during the burst (queueing)",
         "jobs": burst_watch.len(),
         "p50_ms": pct(&burst_watch, 0.5), "p99_ms": pct(&burst_watch, 0.99),
     }));
+
+    let concurrency = bench.concurrency.max(64);
+    let phase = cpu::Phase::start();
+    let (checks, hps) =
+        load::health_rate(&clients, bench.launches, bench.health_seconds, concurrency).await?;
+    let mut line = json!({"impl": "runway", "what": "CheckRunWorkerHealth", "checks_per_s": hps});
+    phase.end(&mut line, checks as usize, RUNWAY);
+    lines.push(line);
     watcher.abort();
     recorder.abort();
+
     if let Some(python) = bench.python.as_ref().filter(|_| !bench.no_python) {
-        let peer = load::python_peer(bench, python, &kubeconfig)?;
+        // The peer reports its own CPU over its timed launches (imports excluded).
+        let peer = load::python_peer(bench, python, &parts.kubeconfig)?;
         let ratio = json!({
             "what": "ratio runway/python",
             "launches_per_s": lines[0]["launches_per_s"].as_f64().unwrap_or(f64::NAN)
                 / peer["launches_per_s"].as_f64().unwrap_or(f64::NAN),
             "sequential_p50_latency_python_over_runway":
                 peer["p50_ms"].as_f64().unwrap_or(f64::NAN) / pct(&seq, 0.5),
+            "cpu_per_launch_python_over_runway":
+                peer["own_cpu_us_per_op"].as_f64().unwrap_or(f64::NAN)
+                / lines[1]["runway_cpu_us_per_op"].as_f64().unwrap_or(f64::NAN),
         });
         lines.push(peer);
         lines.push(ratio);
     }
-    serve.shutdown().await?;
-    dev.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(lines)
 }
 

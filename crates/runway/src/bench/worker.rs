@@ -4,24 +4,24 @@
 //! backend; then the Python peer (a real `celery worker` with
 //! dagster-celery-k8s's task) on the same cluster in the same run.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt as _};
 use serde_json::{json, Value};
 use thiserror::Error;
 
 use super::cluster::bench_cluster;
+use super::cpu;
 use super::{pct, sorted};
 use crate::app;
 use crate::broker::publish::{uuid4, Publisher};
 use crate::results::watch::Results;
 use crate::worker::settings::WorkerArgs;
-use runway_core::celery::message::{encode, NewTask};
-use runway_core::celery::pyval::PyVal;
+use drive::{collect, secs, Driver};
 use runway_devcluster::seed::NS;
+
+mod drive;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -56,6 +56,11 @@ pub struct WorkerBench {
     /// Publishes awaiting their confirm at once.
     #[arg(long, default_value_t = 256)]
     pub window: usize,
+    /// Steps per second of the paced phases, one phase per rate.
+    #[arg(long, value_delimiter = ',', default_value = "50,200")]
+    pub rates: Vec<f64>,
+    #[arg(long, default_value_t = 4.0)]
+    pub rate_seconds: f64,
     /// Python with dagster-celery-k8s (default: .venv/bin/python when present).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -74,7 +79,15 @@ pub async fn run(b: &WorkerBench) -> Result<Vec<Value>, Error> {
     })?;
     let script = b.root.join("benches/python/worker_bench.py");
     let dir = std::env::temp_dir().join(format!("runway-bench-worker-{}", std::process::id()));
-    let (_dev, kubeconfig) = bench_cluster(&dir, 20_000).await.map_err(setup)?;
+    // The dev cluster and the worker each on a runtime of their own, so their
+    // CPU is told apart (`bench::cpu`).
+    let cluster_rt = cpu::runtime(cpu::DEVCLUSTER, 2).map_err(setup)?;
+    let worker_rt = cpu::runtime(cpu::WORKER, 2).map_err(setup)?;
+    let d = dir.clone();
+    let (dev, kubeconfig) = cpu::on(&cluster_rt, async move { bench_cluster(&d, 20_000).await })
+        .await
+        .map_err(Error::Setup)?
+        .map_err(setup)?;
     let kc = kubeconfig.display().to_string();
     let made = python(
         &py,
@@ -83,7 +96,11 @@ pub async fn run(b: &WorkerBench) -> Result<Vec<Value>, Error> {
     )?;
     let setup_file = dir.join("setup.json");
     std::fs::write(&setup_file, made.to_string()).map_err(setup)?;
-    let result = measure(b, &made, &kubeconfig, &py, &script, &setup_file).await;
+    let result = measure(b, &made, &kubeconfig, &py, &script, &setup_file, &worker_rt).await;
+    dev.shutdown().await;
+    // Dropping a runtime inside another's context is refused; let them go.
+    worker_rt.shutdown_background();
+    cluster_rt.shutdown_background();
     let sf = setup_file.display().to_string();
     let _ = python(&py, &script, &["drop", "--setup", &sf]);
     let _ = std::fs::remove_dir_all(&dir);
@@ -97,6 +114,7 @@ async fn measure(
     py: &Path,
     script: &Path,
     setup_file: &Path,
+    worker_rt: &tokio::runtime::Runtime,
 ) -> Result<Vec<Value>, Error> {
     use clap::Parser;
     #[derive(Parser)]
@@ -120,7 +138,9 @@ async fn measure(
     ])
     .map_err(setup)?
     .a;
-    let worker = app::start_worker(&args).await?;
+    let worker = cpu::on(worker_rt, async move { app::start_worker(&args).await })
+        .await
+        .map_err(Error::Setup)??;
     if !worker.tracker.wait_synced(Duration::from_secs(30)).await {
         return Err(Error::Setup("the watches did not sync".into()));
     }
@@ -140,91 +160,62 @@ async fn measure(
         .map_err(|_| Error::Setup("could not subscribe to the result backend".into()))?
         .map_err(setup)?;
 
-    // Every task's kwargs and watcher exist before the clock starts.
-    let template = made["kwargs"].clone();
-    let mut tasks = Vec::with_capacity(b.steps);
-    for i in 0..b.steps {
-        let mut kw = template.clone();
-        kw["execute_step_args_packed"]["step_keys_to_execute"] = json!([format!("s{i:05}")]);
-        let kwargs: PyVal = serde_json::from_value(kw).map_err(setup)?;
-        let id = uuid4();
-        let wait = results.wait(&id).await.map_err(setup)?;
-        tasks.push((id, kwargs, wait));
-    }
-    let publisher = Arc::new(Publisher::new(&b.broker_url, Default::default()));
-    let warm = encode(&NewTask {
-        id: &uuid4(),
-        task: "runway-bench-warmup",
-        kwargs: &PyVal::Dict(Vec::new()),
-        origin: "gen0@runway-bench",
-        reply_to: "runway-bench",
-        priority: 5,
-    });
-    publisher.publish(&queue, &warm).await?;
-
-    let started = Instant::now();
-    let mut waits = Vec::with_capacity(tasks.len());
-    let mut pending = FuturesUnordered::new();
-    for (id, kwargs, wait) in tasks {
-        if pending.len() >= b.window.max(1) {
-            if let Some(r) = pending.next().await {
-                r?;
-            }
-        }
-        let publisher = publisher.clone();
-        let queue = queue.clone();
-        let id2 = id.clone();
-        pending.push(async move {
-            let msg = encode(&NewTask {
-                id: &id2,
-                task: runway_core::celery::STEP_TASK,
-                kwargs: &kwargs,
-                origin: "gen0@runway-bench",
-                reply_to: "runway-bench",
-                priority: 5,
-            });
-            publisher.publish(&queue, &msg).await
-        });
-        waits.push((id, wait));
-    }
-    while let Some(r) = pending.next().await {
-        r?;
-    }
-    let published = started.elapsed();
-    let mut states: HashMap<String, usize> = HashMap::new();
-    for (_, mut w) in waits {
-        let meta = tokio::time::timeout(Duration::from_secs(600), w.rx.wait_for(Option::is_some))
-            .await
-            .map_err(|_| Error::Setup("a step got no result within 600 s".into()))?
-            .map_err(setup)?
-            .clone()
-            .unwrap_or_default();
-        let status = serde_json::from_str::<Value>(&meta)
-            .ok()
-            .and_then(|v| v["status"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *states.entry(status).or_default() += 1;
-    }
-    let took = started.elapsed();
-    let _ = stop_tx.send(true);
-    let lat = sorted(
+    let driver = Driver {
+        results,
+        publisher: Arc::new(Publisher::new(&b.broker_url, Default::default())),
+        queue: queue.clone(),
+        template: made["kwargs"].clone(),
+        window: b.window,
+    };
+    driver.warm_up().await?;
+    let latencies = || {
         worker
             .pool
             .latencies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone(),
-    );
-    worker.shutdown().await;
+            .clone()
+    };
 
+    // Saturation: every step at once; its latency is mostly queueing.
+    let tasks = driver.prepare("s", b.steps).await?;
+    let phase = cpu::Phase::start();
+    let started = Instant::now();
+    let (waits, published) = driver.publish(tasks, None).await?;
+    let states = collect(waits).await?;
+    let took = secs(started);
+    let lat = sorted(latencies());
     let mut lines = vec![json!({
-        "bench": "worker", "impl": "runway", "steps": b.steps, "concurrency": b.concurrency,
+        "bench": "worker", "impl": "runway", "what": "steps at saturation (latency is queueing)",
+        "steps": b.steps, "concurrency": b.concurrency,
         "states": states, "publish_seconds": published.as_secs_f64(),
-        "steps_per_s": b.steps as f64 / took.as_secs_f64(),
+        "steps_per_s": b.steps as f64 / took,
         "completion_to_result_p50_ms": pct(&lat, 0.5) * 1e3,
         "completion_to_result_p99_ms": pct(&lat, 0.99) * 1e3,
         "note": "per step: run read, 3 event-log rows, Job create, watch wait, pod list, log read, result SETEX+PUBLISH, ack",
     })];
+    phase.end(&mut lines[0], b.steps, &[cpu::WORKER]);
+
+    // Latency at load: steps published at a fixed rate, well under saturation.
+    for rate in b.rates.iter().copied() {
+        let n = (rate * b.rate_seconds).round().max(1.0) as usize;
+        let tasks = driver.prepare(&format!("p{rate:.0}-"), n).await?;
+        let before = latencies().len();
+        let phase = cpu::Phase::start();
+        let (waits, _) = driver.publish(tasks, Some(rate)).await?;
+        let states = collect(waits).await?;
+        let lat = sorted(latencies().split_off(before));
+        let mut line = json!({
+            "bench": "worker", "impl": "runway", "what": "steps paced", "rate_per_s": rate,
+            "steps": n, "states": states,
+            "completion_to_result_p50_ms": pct(&lat, 0.5) * 1e3,
+            "completion_to_result_p99_ms": pct(&lat, 0.99) * 1e3,
+        });
+        phase.end(&mut line, n, &[cpu::WORKER]);
+        lines.push(line);
+    }
+    let _ = stop_tx.send(true);
+    worker.shutdown().await;
     if b.python_steps > 0 {
         let sf = setup_file.display().to_string();
         let pq = format!("runway-bench-py-{}", &uuid4()[..8]);
@@ -255,9 +246,14 @@ async fn measure(
             / lines[0]["completion_to_result_p99_ms"]
                 .as_f64()
                 .unwrap_or(f64::NAN);
+        let cpu_ratio = peer["own_cpu_us_per_op"].as_f64().unwrap_or(f64::NAN)
+            / lines[0]["runway_cpu_us_per_op"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
         lines.push(peer);
         lines.push(json!({"bench": "worker", "what": "ratio runway/python",
-                          "steps_per_s": ratio, "completion_to_result_p99_python_over_runway": lat_ratio}));
+                          "steps_per_s": ratio, "completion_to_result_p99_python_over_runway": lat_ratio,
+                          "cpu_per_step_python_over_runway": cpu_ratio}));
     }
     Ok(lines)
 }

@@ -38,6 +38,12 @@ pub enum Bench {
     },
 }
 
+/// The load generator's runtime: its threads are named, so its CPU is told
+/// apart from the service's (`runway::bench::cpu`).
+fn load_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    runway::bench::cpu::runtime(runway::bench::cpu::LOAD, 2).context("starting the async runtime")
+}
+
 /// Runs one benchmark and prints its JSON lines.
 pub fn run(what: Bench) -> anyhow::Result<()> {
     let root = std::env::current_dir().context("reading the current directory")?;
@@ -49,17 +55,17 @@ pub fn run(what: Bench) -> anyhow::Result<()> {
         Bench::Worker(mut bench) => {
             bench.root = root.clone();
             bench.python = peer(bench.python.take());
-            crate::runtime()?.block_on(runway::bench::worker::run(&bench))?
+            load_runtime()?.block_on(runway::bench::worker::run(&bench))?
         }
         Bench::Publish(mut bench) => {
             bench.root = root.clone();
             bench.python = peer(bench.python.take());
-            crate::runtime()?.block_on(runway::bench::publish::run(&bench))?
+            load_runtime()?.block_on(runway::bench::publish::run(&bench))?
         }
         Bench::Launch(mut bench) => {
             bench.root = root.clone();
             bench.python = peer(bench.python.take());
-            crate::runtime()?.block_on(runway::bench::launch::run(&bench))?
+            load_runtime()?.block_on(runway::bench::launch::run(&bench))?
         }
         Bench::Render {
             case,

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tonic::{Request, Response, Status};
 
 use super::{status_name, Error, Launch};
-use crate::cluster::tracker::Stamped;
 use crate::cluster::{self, JobApi};
 use crate::metrics::RpcLabels;
-use crate::stop::stopped;
 use runway_core::track::WorkerStatus;
 use runway_proto as proto;
 use runway_proto::run_launcher_server::RunLauncher;
@@ -181,38 +179,13 @@ impl<K: JobApi> Grpc<K> {
     }
 }
 
+mod auth;
+mod stream;
+
+pub use auth::TokenCheck;
+use stream::{to_proto, Current, Filter, StreamState};
+
 type TransitionStream = Pin<Box<dyn Stream<Item = Result<proto::RunTransition, Status>> + Send>>;
-
-fn to_proto(s: &Stamped) -> proto::RunTransition {
-    let t = &s.transition;
-    proto::RunTransition {
-        run_id: t.run_id.clone(),
-        job_name: t.job_name.clone(),
-        namespace: t.namespace.clone(),
-        status: worker_status(t.status) as i32,
-        reason: t.reason.clone(),
-        message: t.message.clone(),
-        observed_at_micros: s.observed_at_micros,
-        resource_version: t.resource_version.clone(),
-        step_key: t.step_key.clone().unwrap_or_default(),
-        deleted: t.deleted,
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Filter {
-    runs: std::collections::HashSet<String>,
-    namespace: String,
-    steps: bool,
-}
-
-impl Filter {
-    fn admits(&self, t: &runway_core::track::Transition) -> bool {
-        (self.runs.is_empty() || self.runs.contains(&t.run_id))
-            && (self.namespace.is_empty() || self.namespace == t.namespace)
-            && (self.steps || t.step_key.is_none())
-    }
-}
 
 #[tonic::async_trait]
 impl<K: JobApi> RunLauncher for Grpc<K> {
@@ -337,117 +310,6 @@ impl<K: JobApi> RunLauncher for Grpc<K> {
         });
         Ok(Response::new(Box::pin(stream)))
     }
-}
-
-/// The paging through the index's current states of an `include_current`
-/// stream.
-struct Current {
-    tracker: Arc<cluster::Tracker>,
-    after: Option<runway_core::track::index::ObjKey>,
-    page: std::vec::IntoIter<Stamped>,
-}
-
-struct StreamState {
-    current: Option<Current>,
-    rx: broadcast::Receiver<Arc<Stamped>>,
-    filter: Filter,
-    stop: watch::Receiver<bool>,
-    metrics: Arc<crate::metrics::Metrics>,
-    done: bool,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl StreamState {
-    /// The next current state the filter admits, a page at a time.
-    fn next_current(&mut self) -> Option<Stamped> {
-        let cur = self.current.as_mut()?;
-        loop {
-            if let Some(s) = cur.page.next() {
-                return Some(s);
-            }
-            let (page, next) = {
-                let index = cur.tracker.read();
-                index.current_page(cur.after.as_ref(), PAGE, cluster::tracker::now_secs())
-            };
-            let Some(next) = next else {
-                self.current = None;
-                return None;
-            };
-            cur.after = Some(next);
-            let filter = &self.filter;
-            cur.page = page
-                .into_iter()
-                .filter(|t| filter.admits(t))
-                .map(|transition| Stamped {
-                    transition,
-                    observed_at_micros: 0,
-                })
-                .collect::<Vec<_>>()
-                .into_iter();
-        }
-    }
-
-    /// The next live transition the filter admits; an error ends the stream.
-    async fn next_live(&mut self) -> Option<Result<proto::RunTransition, Status>> {
-        loop {
-            let next = tokio::select! {
-                _ = stopped(&mut self.stop) => None,
-                next = self.rx.recv() => Some(next),
-            };
-            let Some(next) = next else {
-                self.done = true;
-                return Some(Err(Status::unavailable("runway serve is shutting down; reconnect to another replica with include_current=true")));
-            };
-            match next {
-                Ok(s) if self.filter.admits(&s.transition) => return Some(Ok(to_proto(&s))),
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    self.done = true;
-                    self.metrics.watch_streams_cut.inc();
-                    return Some(Err(Status::resource_exhausted(format!(
-                        "this WatchRuns consumer fell {n} transitions behind the server's buffer and was cut off; read faster, or reconnect with include_current=true to resynchronise"
-                    ))));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-}
-
-impl Drop for StreamState {
-    fn drop(&mut self) {
-        self.metrics.watch_streams.dec();
-    }
-}
-
-/// Checks `authorization: Bearer <token>` when a token is configured.
-#[derive(Debug, Clone)]
-pub struct TokenCheck {
-    pub token: Option<Arc<str>>,
-}
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else {
-            return Ok(req);
-        };
-        let given = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(req),
-            Some(_) => Err(Status::unauthenticated("the bearer token is not the one this server was started with")),
-            None => Err(Status::unauthenticated(
-                "this server requires `authorization: Bearer <token>` (set the token in the dagster-runway launcher config)",
-            )),
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// How long an idle stream's keepalive waits.

@@ -47,6 +47,7 @@ pub(super) async fn burst(
 pub(super) async fn paced(
     clients: &[RunLauncherClient<Channel>],
     case: &Arc<Case>,
+    phase: u32,
     rate: f64,
     seconds: f64,
 ) -> Result<Vec<f64>, Error> {
@@ -57,7 +58,7 @@ pub(super) async fn paced(
     for i in 0..n {
         tokio::time::sleep_until(start + interval.mul_f64(i as f64)).await;
         let mut c = clients[i % clients.len()].clone();
-        let req = case.request(run_id(2, i), true);
+        let req = case.request(run_id(phase, i), true);
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             c.launch_run(req)
@@ -77,7 +78,7 @@ pub(super) async fn health_rate(
     runs: usize,
     seconds: f64,
     concurrency: usize,
-) -> Result<f64, Error> {
+) -> Result<(u64, f64), Error> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for w in 0..concurrency.max(1) {
@@ -103,7 +104,10 @@ pub(super) async fn health_rate(
     for t in tasks {
         total += t.await.map_err(setup)??;
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64().max(seconds))
+    Ok((
+        total,
+        total as f64 / start.elapsed().as_secs_f64().max(seconds),
+    ))
 }
 
 pub(super) fn python_peer(

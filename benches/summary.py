@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""`make bench`'s one table: every figure of the run beside its Python peer (measured in
+the same run), their ratio, the goal of issue 20 and whether it is met.
+
+Reads the JSON lines the benches wrote into a directory (render.jsonl, launch.jsonl,
+publish.jsonl, worker.jsonl) and prints a Markdown table, also written to summary.md there.
+
+Usage: benches/summary.py target/bench
+"""
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+
+def lines(folder: str, name: str) -> list[dict]:
+    path = os.path.join(folder, name + ".jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(x) for x in f if x.strip().startswith("{")]
+
+
+def find(rows: list[dict], **match) -> dict:
+    for r in rows:
+        if all(r.get(k) == v for k, v in match.items()):
+            return r
+    return {}
+
+
+class Table:
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def add(self, figure, runway, peer=None, unit="", goal=None, higher=True, ratio=None):
+        """`goal` is a number compared with `runway` (higher or lower is better)."""
+        if ratio is None and peer:
+            ratio = runway / peer if higher else peer / runway
+        met = "-"
+        if goal is not None and runway is not None and not math.isnan(runway):
+            met = "yes" if (runway >= goal if higher else runway <= goal) else "no"
+        goal_text = "-" if goal is None else f"{'≥' if higher else '≤'} {fmt(goal)}{unit}"
+        self.rows.append((figure, fmt(runway, unit), fmt(peer, unit),
+                          "-" if ratio is None else f"{ratio:.1f}x", goal_text, met))
+
+    def markdown(self) -> list[str]:
+        out = ["| figure | Runway | peer | ratio | goal | met |", "|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return out
+
+
+def fmt(x, unit="") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    text = f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
+    return text + unit
+
+
+def render(t: Table, rows: list[dict]):
+    goals = {"seed_k8s_run_tags": ("render one run Job", 15.0), "step_basic": ("render one step Job", 25.0)}
+    for case, (figure, goal) in goals.items():
+        r = find(rows, case=case)
+        if r:
+            t.add(f"{figure}, mean µs", r["runway_us"], r["python_us"], " µs", goal, higher=False)
+            t.add(f"{figure}, p99 / median", r["runway_p99_us"] / r["runway_median_us"],
+                  goal=3.0, higher=False)
+            if "instructions_per_job" in r:
+                t.add(f"{figure}, instructions (callgrind)", r["instructions_per_job"])
+
+
+def launch(t: Table, rows: list[dict]):
+    burst = next((r for r in rows if str(r.get("what", "")).startswith("LaunchRun burst")), {})
+    seq = find(rows, what="LaunchRun sequential")
+    peer = find(rows, impl="python")
+    if burst:
+        t.add("LaunchRun burst (saturation), launches/s", burst["launches_per_s"],
+              peer.get("launches_per_s"), "/s", 2000)
+    if seq:
+        t.add("sequential launch p50, ms", seq["p50_ms"], peer.get("p50_ms"), " ms",
+              higher=False)
+        if peer:
+            t.add("sequential launch p50, Python over Runway", peer["p50_ms"] / seq["p50_ms"],
+                  unit="x", goal=10.0)
+        t.add("Runway CPU per launch (serve threads), µs", seq.get("runway_cpu_us_per_op"),
+              peer.get("own_cpu_us_per_op"), " µs", 50.0, higher=False)
+    for r in rows:
+        if r.get("what") == "LaunchRun paced":
+            rate = r["rate_per_s"]
+            top = rate >= 500
+            t.add(f"LaunchRun paced {rate:.0f}/s, p99 ms", r["p99_ms"], unit=" ms",
+                  goal=20.0 if top else None, higher=False)
+            t.add(f"Job Complete -> WatchRuns, paced {rate:.0f}/s, p99 ms",
+                  r["watch_completion_p99_ms"], unit=" ms", goal=50.0 if top else None,
+                  higher=False)
+            t.add(f"Runway CPU per launch at {rate:.0f}/s, µs", r.get("runway_cpu_us_per_op"),
+                  unit=" µs", goal=50.0, higher=False)
+    health = find(rows, what="CheckRunWorkerHealth")
+    if health:
+        t.add("CheckRunWorkerHealth, checks/s", health["checks_per_s"], unit="/s", goal=50000)
+        t.add("Runway CPU per health check, µs", health.get("runway_cpu_us_per_op"), unit=" µs",
+              goal=20.0, higher=False)
+
+
+def publish(t: Table, rows: list[dict]):
+    raw = find(rows, impl="lapin raw")
+    ours = find(rows, impl="runway")
+    py = next((r for r in rows if "python" in str(r.get("impl", ""))), {})
+    if ours:
+        t.add("publish with confirms (SubmitStep's path), /s", ours["publishes_per_s"],
+              py.get("publishes_per_s"), "/s")
+        t.add("  ... as a share of the fastest raw lapin publisher", ours["ratio_to_raw"] * 100,
+              unit=" %", goal=90.0)
+
+
+def worker(t: Table, rows: list[dict]):
+    ours = find(rows, impl="runway")
+    peer = next((r for r in rows if "python" in str(r.get("impl", ""))), {})
+    if ours:
+        t.add("worker steps/s end to end (saturation)", ours["steps_per_s"],
+              peer.get("steps_per_s"), "/s", 2000)
+        peer_ms = peer.get("completion_to_result_p99_s")
+        t.add("step Job complete -> stored result p99 (saturation), ms",
+              ours["completion_to_result_p99_ms"], None if peer_ms is None else peer_ms * 1e3,
+              " ms", higher=False)
+        t.add("Runway CPU per step (worker threads), µs", ours.get("runway_cpu_us_per_op"),
+              peer.get("own_cpu_us_per_op"), " µs", 300.0, higher=False)
+    for r in rows:
+        if r.get("what") == "steps paced":
+            rate = r["rate_per_s"]
+            t.add(f"step Job complete -> stored result, paced {rate:.0f}/s, p99 ms",
+                  r["completion_to_result_p99_ms"], unit=" ms", goal=50.0, higher=False)
+            t.add(f"Runway CPU per step at {rate:.0f}/s, µs", r.get("runway_cpu_us_per_op"),
+                  unit=" µs", goal=300.0, higher=False)
+
+
+def breakdown(folder: str) -> list[str]:
+    """Per-component CPU per operation of every phase that has it."""
+    out = ["", "CPU per operation by component, µs (Runway's own threads, the dev cluster, "
+           "the load generator, the stores):"]
+    for name in ("launch", "worker"):
+        for r in lines(folder, name):
+            parts = r.get("cpu_us_per_op")
+            if parts:
+                label = r.get("what") or r.get("impl")
+                if r.get("rate_per_s"):
+                    label += f" {r['rate_per_s']:.0f}/s"
+                shown = ", ".join(f"{k} {v:,.1f}" for k, v in sorted(parts.items()))
+                out.append(f"- {name}: {label}: {shown}")
+    return out
+
+
+def main() -> int:
+    folder = sys.argv[1] if len(sys.argv) > 1 else "target/bench"
+    t = Table()
+    render(t, lines(folder, "render"))
+    launch(t, lines(folder, "launch"))
+    publish(t, lines(folder, "publish"))
+    worker(t, lines(folder, "worker"))
+    stamp = (f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+             f"{platform.machine()}, {os.cpu_count()} cores")
+    text = ["Runway vs the Python peer, one `make bench` run; " + stamp, ""]
+    text += t.markdown() + breakdown(folder)
+    print("\n".join(text))
+    with open(os.path.join(folder, "summary.md"), "w") as f:
+        f.write("\n".join(text) + "\n")
+    return 0 if t.rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+//! The load of `runway bench worker`: step tasks published with confirms,
+//! all at once (saturation) or at a fixed rate (latency at load), and their
+//! results awaited through the result backend.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use serde_json::{json, Value};
+
+use super::{setup, Error};
+use crate::broker::publish::{uuid4, Publisher};
+use crate::results::watch::{ResultWait, Results};
+use runway_core::celery::message::{encode, NewTask};
+use runway_core::celery::pyval::PyVal;
+
+/// One task ready to publish: its id, kwargs and result watcher.
+pub(super) type Task = (String, PyVal, ResultWait);
+
+pub(super) struct Driver {
+    pub results: Arc<Results>,
+    pub publisher: Arc<Publisher>,
+    pub queue: String,
+    /// The kwargs of the Python side's step task; each task gets its own step key.
+    pub template: Value,
+    /// Publishes awaiting their confirm at once.
+    pub window: usize,
+}
+
+impl Driver {
+    /// `n` tasks whose watchers exist before the clock starts. Step keys carry
+    /// `prefix`, so no phase reuses another's Jobs.
+    pub async fn prepare(&self, prefix: &str, n: usize) -> Result<Vec<Task>, Error> {
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut kw = self.template.clone();
+            kw["execute_step_args_packed"]["step_keys_to_execute"] =
+                json!([format!("{prefix}{i:05}")]);
+            let kwargs: PyVal = serde_json::from_value(kw).map_err(setup)?;
+            let id = uuid4();
+            let wait = self.results.wait(&id).await.map_err(setup)?;
+            tasks.push((id, kwargs, wait));
+        }
+        Ok(tasks)
+    }
+
+    /// Publishes `tasks`, `window` awaiting confirms at once, each no earlier
+    /// than its slot when `rate` is given; returns the watchers and the time
+    /// publishing took.
+    pub async fn publish(
+        &self,
+        tasks: Vec<Task>,
+        rate: Option<f64>,
+    ) -> Result<(Vec<ResultWait>, Duration), Error> {
+        let started = tokio::time::Instant::now();
+        let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r.max(0.1)));
+        let mut waits = Vec::with_capacity(tasks.len());
+        let mut pending = FuturesUnordered::new();
+        for (i, (id, kwargs, wait)) in tasks.into_iter().enumerate() {
+            if let Some(every) = interval {
+                tokio::time::sleep_until(started + every.mul_f64(i as f64)).await;
+            }
+            if pending.len() >= self.window.max(1) {
+                if let Some(r) = pending.next().await {
+                    r?;
+                }
+            }
+            let publisher = self.publisher.clone();
+            let queue = self.queue.clone();
+            pending.push(async move {
+                let msg = encode(&NewTask {
+                    id: &id,
+                    task: runway_core::celery::STEP_TASK,
+                    kwargs: &kwargs,
+                    origin: "gen0@runway-bench",
+                    reply_to: "runway-bench",
+                    priority: 5,
+                });
+                publisher.publish(&queue, &msg).await
+            });
+            waits.push(wait);
+        }
+        while let Some(r) = pending.next().await {
+            r?;
+        }
+        Ok((waits, started.elapsed()))
+    }
+
+    /// The task no worker runs, published first so the queue and the
+    /// publisher's channel exist before any clock starts.
+    pub async fn warm_up(&self) -> Result<(), Error> {
+        let warm = encode(&NewTask {
+            id: &uuid4(),
+            task: "runway-bench-warmup",
+            kwargs: &PyVal::Dict(Vec::new()),
+            origin: "gen0@runway-bench",
+            reply_to: "runway-bench",
+            priority: 5,
+        });
+        self.publisher.publish(&self.queue, &warm).await?;
+        Ok(())
+    }
+}
+
+/// The state a stored meta holds (`STARTED` is stored when a step starts).
+fn status(meta: &str) -> Option<String> {
+    serde_json::from_str::<Value>(meta)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_owned))
+}
+
+/// Celery's ready states: the task has its final result.
+fn ready(meta: &Option<String>) -> bool {
+    meta.as_deref()
+        .and_then(status)
+        .is_some_and(|s| matches!(s.as_str(), "SUCCESS" | "FAILURE" | "REVOKED"))
+}
+
+/// Waits for every final result; counts them by state.
+pub(super) async fn collect(waits: Vec<ResultWait>) -> Result<HashMap<String, usize>, Error> {
+    let mut states: HashMap<String, usize> = HashMap::new();
+    for mut w in waits {
+        let meta = tokio::time::timeout(Duration::from_secs(600), w.rx.wait_for(ready))
+            .await
+            .map_err(|_| Error::Setup("a step got no result within 600 s".into()))?
+            .map_err(setup)?
+            .clone()
+            .unwrap_or_default();
+        *states.entry(status(&meta).unwrap_or_default()).or_default() += 1;
+    }
+    Ok(states)
+}
+
+/// Wall time since `since`, in seconds.
+pub(super) fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
