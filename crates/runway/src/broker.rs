@@ -3,4 +3,5 @@
 //! with confirms.
 
 pub mod amqp;
+pub mod connect;
 pub mod publish;

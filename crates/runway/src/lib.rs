@@ -10,7 +10,8 @@
 //!   watches feeding the index), `broker` (AMQP topology, confirmed
 //!   publishing), `results` (the Celery result backends and their readers),
 //!   `ops` (the /metrics /live /ready port), `settings` (flags, environment
-//!   and config-file layering), `metrics`, `telemetry`, `retry`, `stop`.
+//!   and config-file layering), `tls` (TLS to PostgreSQL, Redis and RabbitMQ),
+//!   `metrics`, `telemetry`, `retry`, `stop`.
 //! - `client`: `runway client`, a command-line client of the service.
 //! - `app`: the one place that wires concrete types together.
 //! - `bench` and `dev_cluster` (feature `dev-cluster`): the load generators
@@ -31,4 +32,5 @@ pub mod serve;
 pub mod settings;
 pub mod stop;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;

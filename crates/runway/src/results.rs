@@ -6,4 +6,5 @@ pub mod backend;
 #[cfg(test)]
 pub mod memory;
 mod redis_store;
+mod redis_url;
 pub mod watch;

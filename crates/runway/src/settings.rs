@@ -24,6 +24,19 @@ pub enum LogFormat {
     Text,
 }
 
+/// The CA files of TLS to the broker and the result backend, which
+/// `runway serve` and `runway worker` both reach.
+#[derive(Debug, Clone, Args)]
+pub struct StoreTlsArgs {
+    /// PEM CA certificate(s) trusted for an `amqps://` broker, besides the system's roots.
+    #[arg(long, env = "RUNWAY_BROKER_CA_FILE")]
+    pub broker_ca_file: Option<PathBuf>,
+    /// PEM CA certificate(s) trusted for a `rediss://` result backend instead of the system's
+    /// roots (wins over the URL's `ssl_ca_certs`).
+    #[arg(long, env = "RUNWAY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+}
+
 /// The Kubernetes client settings `runway serve` and `runway worker` share.
 #[derive(Debug, Clone, Args)]
 pub struct KubeArgs {

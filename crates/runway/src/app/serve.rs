@@ -13,6 +13,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use runway_proto as proto;
 
 use super::{bind, kube_client, node_name, read, Error};
+use crate::broker::connect::BrokerTls;
 use crate::broker::publish;
 use crate::cluster::{KubeJobs, Tracker};
 use crate::metrics::Metrics;
@@ -31,17 +32,22 @@ fn steps_service(
     stop_background: watch::Receiver<bool>,
     background: &mut Vec<JoinHandle<()>>,
 ) -> Result<crate::serve::steps::Steps, Error> {
-    let publisher = args
-        .broker_url
-        .as_deref()
-        .map(|u| Arc::new(publish::Publisher::new(u)));
+    let tls = &args.store_tls;
+    let publisher = match args.broker_url.as_deref() {
+        None => None,
+        Some(u) => {
+            let ca = BrokerTls::load(tls.broker_ca_file.as_deref())
+                .map_err(|e| Error::Settings(format!("--broker-ca-file: {e}")))?;
+            Some(Arc::new(publish::Publisher::new(u, ca)))
+        }
+    };
     let results = match args.result_backend.as_deref() {
         None => None,
-        Some(url) => match backend::parse(url)
+        Some(url) => match backend::parse(url, tls.redis_ca_file.as_deref())
             .map_err(|e| Error::Settings(format!("--result-backend: {e}")))?
         {
             backend::BackendUrl::Redis(c) => {
-                let r = results::Results::new(c);
+                let r = results::Results::new(*c);
                 background.push(tokio::spawn(r.clone().run(stop_background)));
                 Some(r)
             }

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{bind, kube_client, node_name, Error};
+use crate::broker::connect::BrokerTls;
 use crate::cluster::{KubeJobs, Tracker};
 use crate::metrics::Metrics;
 use crate::ops::{self, Probe};
@@ -60,11 +61,12 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         timeout: Duration::from_secs(args.kube.kube_timeout_secs.max(1)),
     };
     let (publish_tx, publish_rx) = watch::channel(None);
-    let backend = match backend::parse(&args.result_backend)
+    let tls = &args.store_tls;
+    let backend = match backend::parse(&args.result_backend, tls.redis_ca_file.as_deref())
         .map_err(|e| Error::Settings(format!("--result-backend: {e}")))?
     {
         backend::BackendUrl::Redis(c) => backend::Backend::Redis(backend::RedisBackend::new(
-            c,
+            *c,
             Duration::from_secs(args.result_expires_secs),
         )),
         backend::BackendUrl::Rpc => backend::Backend::Rpc(publish_rx),
@@ -77,7 +79,11 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         None => None,
     };
     let hostname = args.hostname.clone().unwrap_or_else(node_name);
-    let pg = Arc::new(Pg::default());
+    let pg = Arc::new(Pg::new(args.postgres_ca_file.clone()));
+    if let Some(t) = &postgres {
+        pg.tls_for(t)
+            .map_err(|e| Error::Settings(format!("--postgres-url: {e}")))?;
+    }
     let mut stores = vec![(pg.reachable.subscribe(), "PostgreSQL unreachable")];
     if let backend::Backend::Redis(redis) = &backend {
         stores.push((redis.reachable.subscribe(), "Redis unreachable"));
@@ -110,6 +116,8 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
     background.push(task);
     let consumer = ConsumerConfig {
         broker_url: args.broker_url.clone(),
+        broker_tls: BrokerTls::load(tls.broker_ca_file.as_deref())
+            .map_err(|e| Error::Settings(format!("--broker-ca-file: {e}")))?,
         queues: args.queues.clone(),
         prefetch: args.prefetch(),
         max_message_bytes: args.max_message_bytes,

@@ -141,7 +141,7 @@ async fn runway(
     n: usize,
     window: usize,
 ) -> Result<f64, Error> {
-    let publisher = Publisher::new(url);
+    let publisher = Publisher::new(url, Default::default());
     // Connect and declare outside the timing, as a running service has.
     publisher.publish(queue, &message(kwargs, &uuid4())).await?;
     let started = Instant::now();

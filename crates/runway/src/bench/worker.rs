@@ -162,7 +162,7 @@ async fn measure(
 
     let driver = Driver {
         results,
-        publisher: Arc::new(Publisher::new(&b.broker_url)),
+        publisher: Arc::new(Publisher::new(&b.broker_url, Default::default())),
         queue: queue.clone(),
         template: made["kwargs"].clone(),
         window: b.window,

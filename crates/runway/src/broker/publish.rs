@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use lapin::options::ConfirmSelectOptions;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use thiserror::Error;
 
 use crate::broker::amqp::{self, headers_table, publish_confirmed, PublishError};
+use crate::broker::connect::{connect, BrokerTls};
 use runway_core::celery::message::Encoded;
 use runway_core::celery::topology::queue_spec;
 
@@ -33,14 +34,16 @@ pub enum Error {
 #[derive(Debug)]
 pub struct Publisher {
     url: String,
+    tls: BrokerTls,
     channel: tokio::sync::Mutex<Option<(Connection, Channel)>>,
     declared: Mutex<HashSet<String>>,
 }
 
 impl Publisher {
-    pub fn new(url: &str) -> Publisher {
+    pub fn new(url: &str, tls: BrokerTls) -> Publisher {
         Publisher {
             url: url.to_owned(),
+            tls,
             channel: tokio::sync::Mutex::new(None),
             declared: Mutex::default(),
         }
@@ -57,12 +60,9 @@ impl Publisher {
             broker: crate::telemetry::redact_url(&self.url),
             source,
         };
-        let conn = Connection::connect(
-            &self.url,
-            ConnectionProperties::default().with_connection_name("runway-publisher".into()),
-        )
-        .await
-        .map_err(err)?;
+        let conn = connect(&self.url, &self.tls, "runway-publisher")
+            .await
+            .map_err(err)?;
         let ch = conn.create_channel().await.map_err(err)?;
         ch.confirm_select(ConfirmSelectOptions::default())
             .await

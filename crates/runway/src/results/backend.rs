@@ -3,6 +3,7 @@
 //! `rpc://` (a reply to the task's `reply_to` queue, correlated by task id).
 
 use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use lapin::types::FieldTable;
@@ -11,7 +12,9 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub use super::redis_store::RedisBackend;
+use super::redis_url;
 use crate::broker::amqp::{publish_confirmed, PublishError};
+use crate::tls::Verify;
 use runway_core::celery::result::{is_ready, started_meta};
 
 #[derive(Debug, Error)]
@@ -36,27 +39,60 @@ pub enum Backend {
     Rpc(watch::Receiver<Option<lapin::Channel>>),
 }
 
-/// Parses `--result-backend`.
-pub fn parse(url: &str) -> Result<BackendUrl, Error> {
-    let bad = |m: &str| Error::Url {
-        url: url.to_owned(),
-        message: m.to_owned(),
+/// Parses `--result-backend`; `ca_file` is `--redis-ca-file` (for `rediss://`).
+pub fn parse(url: &str, ca_file: Option<&Path>) -> Result<BackendUrl, Error> {
+    let bad = |m: String| Error::Url {
+        url: crate::telemetry::redact_url(url),
+        message: m,
     };
     if url.starts_with("rpc://") {
         return Ok(BackendUrl::Rpc);
     }
     if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") {
-        let client = redis::Client::open(url).map_err(|e| bad(&e.to_string()))?;
-        return Ok(BackendUrl::Redis(client));
+        let target = redis_url::target(url, ca_file).map_err(|e| bad(e.to_string()))?;
+        return redis_client(&target)
+            .map(|c| BackendUrl::Redis(Box::new(c)))
+            .map_err(|e| bad(e.to_string()));
     }
     Err(bad(
-        "expected redis://host:port/db or rpc:// (the backends dagster-celery-k8s uses)",
+        "expected redis://host:port/db, rediss://host:port/db or rpc:// (the backends \
+         dagster-celery-k8s uses)"
+            .to_owned(),
     ))
+}
+
+/// The redis crate's client: `#insecure` is its spelling of "check
+/// nothing", and a CA is handed over as PEM.
+fn redis_client(t: &redis_url::Target) -> Result<redis::Client, Box<dyn std::error::Error>> {
+    let Some(tls) = &t.tls else {
+        return Ok(redis::Client::open(t.url.as_str())?);
+    };
+    if tls.verify == Verify::Nothing {
+        let url = match t.url.split_once('#') {
+            Some((base, _)) => format!("{base}#insecure"),
+            None => format!("{}#insecure", t.url),
+        };
+        return Ok(redis::Client::open(url.as_str())?);
+    }
+    match &tls.ca {
+        None => Ok(redis::Client::open(t.url.as_str())?),
+        Some(path) => {
+            // Checked now, so a bad CA fails at start-up, not per connection.
+            crate::tls::read_pem(path)?;
+            let pem = std::fs::read(path)?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            Ok(redis::Client::build_with_tls(t.url.as_str(), certs)?)
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub enum BackendUrl {
-    Redis(redis::Client),
+    // Boxed: with TLS parameters a client is a few hundred bytes.
+    Redis(Box<redis::Client>),
     Rpc,
 }
 

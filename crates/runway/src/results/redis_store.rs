@@ -69,7 +69,8 @@ struct Scripts {
 /// The Redis result store. One multiplexed connection, reopened when it breaks.
 #[derive(Debug, Clone)]
 pub struct RedisBackend {
-    client: redis::Client,
+    // Shared: with TLS parameters a client is a few hundred bytes.
+    client: Arc<redis::Client>,
     conn: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     scripts: Arc<Scripts>,
     pub expires: Duration,
@@ -80,7 +81,7 @@ pub struct RedisBackend {
 impl RedisBackend {
     pub fn new(client: redis::Client, expires: Duration) -> RedisBackend {
         RedisBackend {
-            client,
+            client: Arc::new(client),
             conn: Default::default(),
             scripts: Arc::new(Scripts {
                 claim: redis::Script::new(CLAIM),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use crate::settings::{KubeArgs, LogFormat};
+use crate::settings::{KubeArgs, LogFormat, StoreTlsArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum HealthModeArg {
@@ -37,6 +37,8 @@ pub struct ServeArgs {
     /// The Redis result backend `WatchStep` reads (`redis://host:port/db`; none: WatchStep is refused).
     #[arg(long, env = "RUNWAY_RESULT_BACKEND")]
     pub result_backend: Option<String>,
+    #[command(flatten)]
+    pub store_tls: StoreTlsArgs,
     /// How health is judged.
     #[arg(long, env = "RUNWAY_HEALTH_MODE", value_enum, default_value_t = HealthModeArg::Diagnose)]
     pub health_mode: HealthModeArg,

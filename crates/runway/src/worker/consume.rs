@@ -31,6 +31,8 @@ pub use session::{Incoming, Session};
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub broker_url: String,
+    /// `--broker-ca-file`, for `amqps://`.
+    pub broker_tls: crate::broker::connect::BrokerTls,
     /// The queues consumed at start (`-Q`).
     pub queues: Vec<String>,
     pub prefetch: u16,

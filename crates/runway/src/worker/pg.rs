@@ -3,16 +3,20 @@
 //! the `run_events` notification dagster-postgres sends), and a LISTEN stream
 //! that tells the worker when a run it waits on changes.
 
+pub mod ssl;
+
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use thiserror::Error;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, Socket};
 
 use crate::retry::Backoff;
+use crate::tls::postgres::MakeRustls;
 use backon::BackoffBuilder as _;
 use runway_core::dagster::instance::{self, PgTarget, RunRecord};
 
@@ -29,6 +33,9 @@ pub enum Error {
         reason: String,
         source: tokio_postgres::Error,
     },
+    /// The instance's TLS parameters (or our CA file) are unusable.
+    #[error("PostgreSQL {target}: {source}")]
+    Tls { target: String, source: ssl::Error },
     #[error("run {run_id}: {source}")]
     Record {
         run_id: String,
@@ -60,14 +67,15 @@ pub fn parse_payload(payload: &str) -> Option<Notified> {
     })
 }
 
-fn config(t: &PgTarget) -> Config {
+fn config(t: &PgTarget, wire: ssl::Wire) -> Config {
     let mut c = Config::new();
     c.host(&t.host)
         .port(t.port)
         .user(&t.user)
         .dbname(&t.dbname)
         .application_name("runway-worker")
-        .connect_timeout(Duration::from_secs(10));
+        .connect_timeout(Duration::from_secs(10))
+        .ssl_mode(wire.mode());
     if let Some(p) = &t.password {
         c.password(p);
     }
@@ -79,27 +87,56 @@ fn config(t: &PgTarget) -> Config {
 /// several connections let PostgreSQL commit concurrently.
 const POOL: usize = 8;
 
+type Conn = Connection<Socket, crate::tls::postgres::RustlsStream<Socket>>;
+
 /// A few pipelined connections per database, used in turn and reopened when
 /// they break.
 #[derive(Debug)]
 pub struct Pg {
     clients: Mutex<HashMap<PgTarget, Vec<Arc<Client>>>>,
     next: std::sync::atomic::AtomicUsize,
+    /// `--postgres-ca-file`.
+    ca_file: Option<PathBuf>,
+    tls: ssl::Connectors,
     /// Whether the last call reached a server (for `/ready`).
     pub reachable: crate::ops::Reachable,
 }
 
 impl Default for Pg {
     fn default() -> Pg {
-        Pg {
-            clients: Mutex::default(),
-            next: Default::default(),
-            reachable: crate::ops::Reachable::new("postgresql"),
-        }
+        Pg::new(None)
     }
 }
 
 impl Pg {
+    pub fn new(ca_file: Option<PathBuf>) -> Pg {
+        Pg {
+            clients: Mutex::default(),
+            next: Default::default(),
+            ca_file,
+            tls: ssl::Connectors::default(),
+            reachable: crate::ops::Reachable::new("postgresql"),
+        }
+    }
+
+    /// What the target's `sslmode` asks for. A TLS setting that cannot
+    /// work (an unknown mode, an unreadable CA) is reported as such, and
+    /// is not a sign that the server is unreachable. `--postgres-url` is
+    /// checked with it at start-up.
+    pub fn tls_for(&self, t: &PgTarget) -> Result<(ssl::Wire, MakeRustls), Error> {
+        let tls_err = |source| Error::Tls {
+            target: format!("{t:?}"),
+            source,
+        };
+        let policy = ssl::policy(&t.params, self.ca_file.as_deref()).map_err(tls_err)?;
+        Ok((policy.wire, self.tls.get(&policy).map_err(tls_err)?))
+    }
+
+    async fn connect(&self, t: &PgTarget) -> Result<(Client, Conn), Error> {
+        let (wire, make) = self.tls_for(t)?;
+        self.note(t, config(t, wire).connect(make).await)
+    }
+
     async fn client(&self, t: &PgTarget) -> Result<Arc<Client>, Error> {
         let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
@@ -110,7 +147,7 @@ impl Pg {
                 return Ok(pool[turn % pool.len()].clone());
             }
         }
-        let (client, conn) = self.note(t, config(t).connect(NoTls).await)?;
+        let (client, conn) = self.connect(t).await?;
         let target = format!("{t:?}");
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -289,10 +326,10 @@ fn reason(e: &tokio_postgres::Error) -> String {
 /// Listens on `run_events` until `tx` closes, reconnecting with backoff.
 /// After every (re)connection it sends `None`, so the receiver re-checks
 /// what it may have missed while disconnected.
-pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
+pub async fn listen(pg: Arc<Pg>, t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
     let mut delays = Backoff::reconnect().build();
     loop {
-        match config(&t).connect(NoTls).await {
+        match pg.connect(&t).await {
             Ok((client, mut conn)) => {
                 let (ntx, mut nrx) = mpsc::channel::<Notified>(1024);
                 let driver = tokio::spawn(async move {
@@ -331,9 +368,7 @@ pub async fn listen(t: PgTarget, tx: mpsc::Sender<Option<Notified>>) {
                 }
                 driver.abort();
             }
-            Err(e) => {
-                tracing::warn!(target = ?t, error = %reason(&e), "PostgreSQL LISTEN connect failed")
-            }
+            Err(e) => tracing::warn!(error = %e, "PostgreSQL LISTEN connect failed"),
         }
         if tx.is_closed() {
             return;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use runway_core::dagster::version::Target;
 
-use crate::settings::{KubeArgs, LogFormat};
+use crate::settings::{KubeArgs, LogFormat, StoreTlsArgs};
 
 fn parse_target(text: &str) -> Result<Target, String> {
     Target::parse(text).map_err(|e| e.to_string())
@@ -74,6 +74,12 @@ pub struct WorkerArgs {
     /// (`postgresql://user:password@host:port/db`).
     #[arg(long, env = "RUNWAY_POSTGRES_URL")]
     pub postgres_url: Option<String>,
+    /// PEM CA certificate(s) PostgreSQL's certificate is checked against (wins over the
+    /// instance's `sslrootcert`; libpq's `sslmode` says whether and how it is checked).
+    #[arg(long, env = "RUNWAY_POSTGRES_CA_FILE")]
+    pub postgres_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub store_tls: StoreTlsArgs,
     /// HTTP address of /metrics, /live and /ready.
     #[arg(long, env = "RUNWAY_HTTP_LISTEN", default_value = "0.0.0.0:9091")]
     pub http_listen: SocketAddr,

@@ -177,7 +177,7 @@ impl Runs {
     pub fn wait(self: &Arc<Self>, target: &PgTarget, run_id: &str) -> RunWait {
         if lock(&self.listening).insert(target.clone()) {
             let (tx, mut rx) = mpsc::channel(1024);
-            tokio::spawn(pg::listen(target.clone(), tx));
+            tokio::spawn(pg::listen(self.pg.clone(), target.clone(), tx));
             let fwd = self.notify_tx.clone();
             let t = target.clone();
             tokio::spawn(async move {

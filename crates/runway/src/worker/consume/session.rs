@@ -11,12 +11,13 @@ use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
+use lapin::Connection;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::AmqpBroker;
 use crate::broker::amqp;
+use crate::broker::connect::connect;
 use crate::results::backend::ResultStore;
 use crate::worker::pool::Pool;
 use crate::worker::runner::StepRunner;
@@ -54,9 +55,10 @@ impl Session {
         pool: &Pool<S, R, AmqpBroker>,
     ) -> Result<Session, lapin::Error> {
         let broker = &pool.broker;
-        let conn = Connection::connect(
+        let conn = connect(
             &broker.config.broker_url,
-            ConnectionProperties::default().with_connection_name("runway-worker".into()),
+            &broker.config.broker_tls,
+            "runway-worker",
         )
         .await?;
         let consume = conn.create_channel().await?;
