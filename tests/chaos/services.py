@@ -16,25 +16,10 @@ import time
 import redis
 
 from devcluster import RUNWAY_BIN
+from waits import free_port, wait_for  # noqa: F401 (used here and by the tests)
 
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 NS = "default"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what: str, timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class OwnRabbit:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -31,14 +30,9 @@ from devcluster import RUNWAY_BIN, dev_cluster
 from worker_env import BROKER
 from worker_tasks import NS, events_of, step_kwargs
 from worker_tasks import instance  # noqa: F401 (fixture)
+from waits import free_port
 
 TASKS = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OwnRedis:

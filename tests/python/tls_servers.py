@@ -9,31 +9,16 @@ import datetime
 import glob
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
+
+from waits import free_port, wait_for  # noqa: F401 (used here and by the tests)
 
 # Debian's layout: the newest installed PostgreSQL server.
 PG_BIN = max(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]),
              default="/usr/lib/postgresql/15/bin")
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what: str, timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Certs:
