@@ -4,7 +4,6 @@ proxy in front of PostgreSQL that can be cut, and a dev cluster on a fixed port
 that can be restarted empty."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -16,94 +15,10 @@ import time
 import redis
 
 from devcluster import RUNWAY_BIN
+from own_rabbit import OwnRabbit  # noqa: F401 (the suite's broker)
 from waits import free_port, wait_for  # noqa: F401 (used here and by the tests)
 
-RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 NS = "default"
-
-
-class OwnRabbit:
-    """A RabbitMQ node of the test's own (its own node name, ports, Mnesia, logs,
-    config and Erlang cookie under a temp dir), run as this user from the
-    package's own scripts. The node proposes a 5 s AMQP heartbeat, so a
-    stopped client is noticed in about 10 s."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="runway-chaos-rmq-")
-        self.port, self.dist = free_port(), free_port()
-        self.node = f"runway-chaos-{os.getpid()}@localhost"
-        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
-            f.write(f"listeners.tcp.default = 127.0.0.1:{self.port}\nheartbeat = 5\n"
-                    "log.console = false\n")
-        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
-            f.write("[].\n")  # no management plugin: its port is the system node's
-        open(os.path.join(self.dir, "env.conf"), "w").close()
-        self.env = dict(
-            os.environ, HOME=self.dir, RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(self.dist),
-            RABBITMQ_CONF_ENV_FILE=os.path.join(self.dir, "env.conf"),
-            RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq.conf"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
-            RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
-            RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
-            RABBITMQ_PID_FILE=os.path.join(self.dir, "node.pid"),
-            ERL_EPMD_ADDRESS="127.0.0.1")
-        self.proc = None
-        # The URL the workers and the publisher use; lapin takes the heartbeat from it.
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//?heartbeat=5"
-        self.kombu_url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
-
-    def start(self):
-        log = open(os.path.join(self.dir, "server.out"), "ab")
-        self.proc = subprocess.Popen([os.path.join(RABBIT_BIN, "rabbitmq-server")], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
-        log.close()
-
-        def up():
-            assert self.proc.poll() is None, "rabbitmq-server exited:\n" + self.output()
-            return self.ctl("status", check=False).returncode == 0 and self._amqp_ok()
-        wait_for(up, "the RabbitMQ node", 90, every=0.5)
-
-    def _amqp_ok(self) -> bool:
-        from kombu import Connection
-        try:
-            with Connection(self.kombu_url, connect_timeout=2) as c:
-                c.connect()
-            return True
-        except Exception:
-            return False
-
-    def stop(self):
-        """Stops the whole node (every connection drops; durable queues and
-        persistent messages are on disk)."""
-        self.ctl("stop")
-        self.proc.wait(timeout=60)
-
-    def ctl(self, *args, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.node, *args],
-                             env=self.env, capture_output=True, text=True, timeout=90)
-        if check:
-            assert out.returncode == 0, f"rabbitmqctl {args}: {out.stdout}\n{out.stderr}"
-        return out
-
-    def queues(self) -> list[dict]:
-        """Every queue of the node, parking queues included, with its counts."""
-        out = self.ctl("list_queues", "-q", "--formatter", "json", "name", "messages",
-                       "messages_unacknowledged")
-        return json.loads(out.stdout or "[]")
-
-    def output(self) -> str:
-        with open(os.path.join(self.dir, "server.out"), errors="replace") as f:
-            return f.read()[-3000:]
-
-    def close(self):
-        if self.proc and self.proc.poll() is None:
-            self.ctl("stop", check=False)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class OwnRedis:

@@ -13,12 +13,12 @@ import ssl
 import subprocess
 import tempfile
 
+from own_rabbit import OwnRabbit
 from waits import free_port, wait_for  # noqa: F401 (used here and by the tests)
 
 # Debian's layout: the newest installed PostgreSQL server.
 PG_BIN = max(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]),
              default="/usr/lib/postgresql/15/bin")
-RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 
 
 class Certs:
@@ -158,66 +158,29 @@ class OwnRedisTls:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class OwnRabbitTls:
-    """A RabbitMQ node of the test's own (node name, ports, Mnesia, logs, config,
-    cookie under a temp dir) with a plain loopback listener (for readiness) and
-    an ssl listener on `localhost` that asks clients for no certificate."""
+class OwnRabbitTls(OwnRabbit):
+    """The suite's own RabbitMQ node with, beside its plain loopback listener, an
+    ssl listener on `localhost` that asks clients for no certificate."""
 
     def __init__(self, certs: Certs):
-        self.dir = tempfile.mkdtemp(prefix="runway-tls-rmq-")
-        self.port, self.tls_port, self.dist = free_port(), free_port(), free_port()
-        self.node = f"runway-tls-{os.getpid()}@localhost"
-        conf = [f"listeners.tcp.default = 127.0.0.1:{self.port}",
-                f"listeners.ssl.1 = 127.0.0.1:{self.tls_port}",
-                f"listeners.ssl.2 = ::1:{self.tls_port}",
-                f"ssl_options.cacertfile = {certs.ca}", f"ssl_options.certfile = {certs.cert}",
-                f"ssl_options.keyfile = {certs.key}", "ssl_options.verify = verify_none",
-                "ssl_options.fail_if_no_peer_cert = false", "log.console = false"]
-        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
-            f.write("\n".join(conf) + "\n")
-        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
-            f.write("[].\n")
-        open(os.path.join(self.dir, "env.conf"), "w").close()
-        self.env = dict(
-            os.environ, HOME=self.dir, RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(self.dist),
-            RABBITMQ_CONF_ENV_FILE=os.path.join(self.dir, "env.conf"),
-            RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq.conf"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
-            RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
-            RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
-            RABBITMQ_PID_FILE=os.path.join(self.dir, "node.pid"),
-            ERL_EPMD_ADDRESS="127.0.0.1")
+        self.tls_port = free_port()
+        super().__init__("tls", heartbeat=None, conf=(
+            f"listeners.ssl.1 = 127.0.0.1:{self.tls_port}",
+            f"listeners.ssl.2 = ::1:{self.tls_port}",
+            f"ssl_options.cacertfile = {certs.ca}", f"ssl_options.certfile = {certs.cert}",
+            f"ssl_options.keyfile = {certs.key}", "ssl_options.verify = verify_none",
+            "ssl_options.fail_if_no_peer_cert = false"))
         self.url = f"amqps://guest:guest@localhost:{self.tls_port}//"
         self.ssl_options = {"ca_certs": certs.ca, "cert_reqs": ssl.CERT_REQUIRED,
                             "server_hostname": "localhost"}
-        log = open(os.path.join(self.dir, "server.out"), "ab")
-        self.proc = subprocess.Popen([os.path.join(RABBIT_BIN, "rabbitmq-server")],
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.dir)
-        log.close()
-        wait_for(self._up, "the RabbitMQ node (TLS)", 120, every=0.5)
+        self.start(timeout=120)
 
-    def _up(self) -> bool:
+    def amqp_ok(self) -> bool:
+        """Ready when the ssl listener completes a verified handshake."""
         from kombu import Connection
-        assert self.proc.poll() is None, "rabbitmq-server exited:\n" + self.output()
         try:
             with Connection(self.url, ssl=self.ssl_options, connect_timeout=2) as c:
                 c.connect()
             return True
         except Exception:
             return False
-
-    def output(self) -> str:
-        with open(os.path.join(self.dir, "server.out"), errors="replace") as f:
-            return f.read()[-3000:]
-
-    def close(self):
-        if self.proc.poll() is None:
-            subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.node, "stop"],
-                           env=self.env, capture_output=True, timeout=90)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
