@@ -2,6 +2,11 @@
 //! cases: the seed deployment's run launch (with a tag config) and a
 //! celery-k8s step task. `make bench` prints the Python peer's numbers beside
 //! these (benches/compare_render.py).
+//!
+//! Each case is measured as a service renders it (`render/...`: the launcher
+//! config loaded once, as serve caches it per digest; a step's kwargs parsed
+//! per task) and from the case document alone (`render_cold/...`: launcher
+//! config processed on every render, as `runway render` does).
 
 // A bench with a missing or broken fixture has nothing to measure: stop loudly.
 #![allow(clippy::panic)]
@@ -12,7 +17,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::Value;
 
-use runway_core::render::{parse_case_text, render_case};
+use runway_core::render::{parse_case_text, prepare_case, render_case};
 
 // The allocator the `runway` binary uses.
 #[global_allocator]
@@ -33,8 +38,13 @@ fn bench_render(c: &mut Criterion) {
         ("render/step", "step_basic.json"),
     ] {
         let case = load(file);
-        render_case(&case, &env).unwrap_or_else(|e| panic!("{file}: {e}"));
-        c.bench_function(label, |b| b.iter(|| render_case(&case, &env)));
+        let prepared = prepare_case(&case, &env).unwrap_or_else(|e| panic!("{file}: {e}"));
+        prepared
+            .render(&env)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        c.bench_function(label, |b| b.iter(|| prepared.render(&env)));
+        let cold = label.replace("render/", "render_cold/");
+        c.bench_function(&cold, |b| b.iter(|| render_case(&case, &env)));
     }
 }
 

@@ -74,7 +74,7 @@ pub struct RunCase {
 use celery_run::render_celery_run;
 use k8s_run::render_k8s_run;
 
-pub use case::{parse_case_text, render_case};
+pub use case::{parse_case_text, prepare_case, render_case, PreparedCase};
 pub use celery_run::celery_executor_config;
 pub use step::render_step;
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use runway_core::dagster::Env;
-use runway_core::render::{render_case, Error};
+use runway_core::render::{prepare_case, Error};
 
 /// Per-Job render time of one case, measured in-process.
 #[derive(Debug, Clone)]
@@ -27,18 +27,21 @@ impl RenderTiming {
 }
 
 /// Renders `case` `iterations` times after a warm-up and reports the spread.
-/// Each iteration does the full pipeline: launcher config processing, layer
-/// merging, Job building and wire conversion.
+/// Each iteration is what serve or the worker does per request: for a run,
+/// the code location's and the run's layers merged onto the launcher's (its
+/// config loaded once, as serve caches it per digest), the Job built and
+/// converted to wire JSON; for a step, the task's kwargs parsed too.
 pub fn time_render(case: &Value, env: &dyn Env, iterations: u32) -> Result<RenderTiming, Error> {
     let iterations = iterations.max(1);
+    let prepared = prepare_case(case, env)?;
     for _ in 0..iterations.min(100) {
-        render_case(case, env)?;
+        prepared.render(env)?;
     }
     let mut samples = Vec::with_capacity(iterations as usize);
     let start = Instant::now();
     for _ in 0..iterations {
         let t = Instant::now();
-        let rendered = render_case(case, env)?;
+        let rendered = prepared.render(env)?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
         std::hint::black_box(rendered);
     }

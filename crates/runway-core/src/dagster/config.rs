@@ -6,7 +6,8 @@
 use serde_json::Value;
 
 use super::{Env, Error};
-use crate::k8s::config::{path, Map};
+use crate::k8s::config::path::At;
+use crate::k8s::config::Map;
 
 /// A Dagster config type.
 #[derive(Debug, Clone, Copy)]
@@ -96,11 +97,22 @@ pub fn process(
     env: &dyn Env,
     mode: Mode,
 ) -> Result<Value, Error> {
+    process_at(ty, value, &At::Root(at), env, mode)
+}
+
+/// [`process`] with the field path kept unrendered until an error needs it.
+fn process_at(
+    ty: &Ty,
+    value: &Value,
+    at: &At<'_>,
+    env: &dyn Env,
+    mode: Mode,
+) -> Result<Value, Error> {
     if value.is_null() {
         return match ty {
             Ty::Noneable(_) => Ok(Value::Null),
             _ => Err(Error::Null {
-                path: at.to_owned(),
+                path: at.render(),
                 expected: describe(ty),
             }),
         };
@@ -130,7 +142,7 @@ pub fn process(
                 super::pyfmt::parse_int(&raw)
                     .map(Value::from)
                     .ok_or_else(|| Error::Invalid {
-                        path: at.to_owned(),
+                        path: at.render(),
                         message: "the environment variable's value cannot be coerced into an int"
                             .into(),
                     })
@@ -150,12 +162,12 @@ pub fn process(
             Value::Object(_) => Ok(value.clone()),
             _ => Err(wrong(at, ty, value)),
         },
-        Ty::Noneable(inner) => process(inner, value, at, env, mode),
+        Ty::Noneable(inner) => process_at(inner, value, at, env, mode),
         Ty::Array(inner) => match value {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| process(inner, v, &path::index(at, i), env, mode))
+                .map(|(i, v)| process_at(inner, v, &At::Index(at, i), env, mode))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             _ => Err(wrong(at, ty, value)),
@@ -164,7 +176,7 @@ pub fn process(
             let obj = value.as_object().ok_or_else(|| wrong(at, ty, value))?;
             let mut out = Map::new();
             for (k, v) in obj {
-                out.insert(k.clone(), process(inner, v, &path::key(at, k), env, mode)?);
+                out.insert(k.clone(), process_at(inner, v, &At::Key(at, k), env, mode)?);
             }
             Ok(Value::Object(out))
         }
@@ -187,7 +199,7 @@ pub fn process(
                 (Some(entry), None) => entry,
                 _ => {
                     return Err(Error::Invalid {
-                        path: at.to_owned(),
+                        path: at.render(),
                         message: format!("must have exactly one of: {}", names()),
                     })
                 }
@@ -197,7 +209,7 @@ pub fn process(
                     .iter()
                     .find(|(n, _)| n == key)
                     .ok_or_else(|| Error::UnknownKey {
-                        path: path::key(at, key),
+                        path: At::Key(at, key).render(),
                         expected: names(),
                     })?;
             // A selector's branch may be written as null: `{disabled: }`.
@@ -206,7 +218,7 @@ pub fn process(
             } else {
                 inner.clone()
             };
-            let processed = process(inner_ty, &inner, &path::key(at, key), env, mode)?;
+            let processed = process_at(inner_ty, &inner, &At::Key(at, key), env, mode)?;
             let mut out = Map::new();
             out.insert(key.clone(), processed);
             Ok(Value::Object(out))
@@ -214,7 +226,7 @@ pub fn process(
         Ty::Enum(values) => match value {
             Value::String(s) if values.contains(&s.as_str()) => Ok(value.clone()),
             _ => Err(Error::WrongType {
-                path: at.to_owned(),
+                path: at.render(),
                 expected: format!("one of {}", values.join(", ")),
                 got: crate::k8s::config::error_kind(value),
             }),
@@ -226,7 +238,7 @@ fn process_fields(
     fields: &[Field],
     closed: bool,
     obj: &Map,
-    at: &str,
+    at: &At<'_>,
     env: &dyn Env,
     mode: Mode,
 ) -> Result<Map, Error> {
@@ -238,7 +250,7 @@ fn process_fields(
             let mut names: Vec<_> = fields.iter().map(|f| f.name).collect();
             names.sort_unstable();
             return Err(Error::UnknownKey {
-                path: path::key(at, bad),
+                path: At::Key(at, bad).render(),
                 expected: names.join(", "),
             });
         }
@@ -252,20 +264,18 @@ fn process_fields(
     for field in fields {
         match obj.get(field.name) {
             Some(v) => {
-                // Only present fields get a path: most of a schema is absent.
-                let here = path::key(at, field.name);
+                let here = At::Key(at, field.name);
                 out.insert(
                     field.name.to_owned(),
-                    process(&field.ty, v, &here, env, mode)?,
+                    process_at(&field.ty, v, &here, env, mode)?,
                 );
             }
             None => match field.presence {
                 Presence::Required => {
                     return Err(Error::Missing {
-                        path: if at.is_empty() {
-                            "<root>".into()
-                        } else {
-                            at.to_owned()
+                        path: match at.render() {
+                            root if root.is_empty() => "<root>".into(),
+                            path => path,
                         },
                         key: field.name.to_owned(),
                     })
@@ -276,10 +286,10 @@ fn process_fields(
                     out.insert(field.name.to_owned(), v);
                 }
                 Presence::ImplicitEmpty if mode == Mode::Process => {
-                    let v = process(
+                    let v = process_at(
                         &field.ty,
                         &Value::Object(Map::new()),
-                        &path::key(at, field.name),
+                        &At::Key(at, field.name),
                         env,
                         mode,
                     )?;
@@ -293,24 +303,24 @@ fn process_fields(
 }
 
 /// `{env: VAR}` resolved against the launcher's environment.
-fn env_source(value: &Value, at: &str, env: &dyn Env) -> Result<String, Error> {
+fn env_source(value: &Value, at: &At<'_>, env: &dyn Env) -> Result<String, Error> {
     let obj = value.as_object().filter(|o| o.len() == 1);
     match obj.and_then(|o| o.get("env")) {
         Some(Value::String(var)) => env.var(var).ok_or_else(|| Error::EnvVarNotSet {
-            path: at.to_owned(),
+            path: at.render(),
             var: var.clone(),
         }),
         _ => Err(Error::WrongType {
-            path: at.to_owned(),
+            path: at.render(),
             expected: "a string or {env: VARIABLE_NAME}".into(),
             got: crate::k8s::config::error_kind(value),
         }),
     }
 }
 
-fn wrong(at: &str, ty: &Ty, value: &Value) -> Error {
+fn wrong(at: &At<'_>, ty: &Ty, value: &Value) -> Error {
     Error::WrongType {
-        path: at.to_owned(),
+        path: at.render(),
         expected: describe(ty),
         got: crate::k8s::config::error_kind(value),
     }

@@ -4,6 +4,7 @@
 //! as raw config (`raw`, from 1.7).
 
 mod fields;
+mod prepared;
 mod raw;
 
 use serde_json::Value;
@@ -15,6 +16,7 @@ use super::{Env, Error};
 use crate::k8s::config::{path, Map, Section, UserConfig};
 
 pub use fields::FieldsContext;
+pub use prepared::PreparedLayers;
 pub use raw::ContainerContext;
 
 /// The container-level fields shared by launcher config and container context.

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::config::{dflt, implicit, opt, process, req, Field, Mode, Ty};
+use super::context::PreparedLayers;
 use super::rules::Rules;
 use super::{Env, Error};
 use crate::k8s::config::{path, Map};
@@ -194,6 +195,8 @@ pub struct Launcher {
     pub processed: Map,
     /// The top-level keys the config gave (before defaults were filled in).
     pub given: Vec<String>,
+    /// This launcher's layer, merged once per release family.
+    pub prepared: PreparedLayers,
 }
 
 impl Launcher {
@@ -332,6 +335,7 @@ impl Launcher {
                 .map(|_| strings("only_allow_user_defined_env_vars")),
             processed,
             given,
+            prepared: PreparedLayers::default(),
         })
     }
 

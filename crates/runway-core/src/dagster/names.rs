@@ -53,6 +53,16 @@ pub fn check_name_len(name: &str, what: &str) -> Result<(), Error> {
 /// replacing, then strip `-`, `_` and `.` once each, in that order, so a value
 /// such as `"_-.x.-_"` comes out as `"-.x.-"` exactly as Dagster makes it.
 pub fn sanitize_label(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
+    let edge = |c: char| c == '-' || c == '_' || c == '.';
+    // Most values (run ids, job names, versions) need no change at all.
+    if value.len() <= 63
+        && value.chars().all(plain)
+        && !value.starts_with(edge)
+        && !value.ends_with(edge)
+    {
+        return value.to_owned();
+    }
     let replaced: String = value
         .chars()
         .take(63)

@@ -80,6 +80,13 @@ pub fn dumps_sorted(value: &Value) -> String {
     out
 }
 
+/// [`dumps_sorted`] of an object, without wrapping it in a [`Value`].
+pub fn dumps_sorted_map(map: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::with_capacity(4096);
+    write_map(&mut out, map);
+    out
+}
+
 fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
@@ -110,45 +117,60 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            out.push('{');
-            // serde_json's map is ordered by key bytes, which for UTF-8 is code
-            // point order: the order Python's sort_keys gives.
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_str(out, k);
-                out.push_str(": ");
-                write_value(out, v);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_map(out, map),
     }
+}
+
+fn write_map(out: &mut String, map: &serde_json::Map<String, Value>) {
+    out.push('{');
+    // serde_json's map is ordered by key bytes, which for UTF-8 is code
+    // point order: the order Python's sort_keys gives.
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_str(out, k);
+        out.push_str(": ");
+        write_value(out, v);
+    }
+    out.push('}');
 }
 
 /// A JSON string as Python's `json.dumps` writes it (`ensure_ascii`).
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
-        }
+    // Runs of printable ASCII (most of any string) are copied whole.
+    let plain = |b: u8| (0x20..=0x7f).contains(&b) && b != b'"' && b != b'\\';
+    let mut rest = s;
+    while !rest.is_empty() {
+        let run = rest.bytes().position(|b| !plain(b)).unwrap_or(rest.len());
+        out.push_str(&rest[..run]);
+        rest = &rest[run..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        escape_char(out, c);
+        rest = &rest[c.len_utf8()..];
     }
     out.push('"');
+}
+
+fn escape_char(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{08}' => out.push_str("\\b"),
+        '\u{0c}' => out.push_str("\\f"),
+        c => {
+            let mut buf = [0u16; 2];
+            for unit in c.encode_utf16(&mut buf) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

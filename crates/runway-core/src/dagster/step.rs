@@ -1,6 +1,8 @@
 //! The kwargs of an `execute_step_k8s_job` Celery task, and the step Job they
 //! describe (dagster-celery-k8s's task body up to `create_namespaced_job`).
 
+mod zlib;
+
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -11,6 +13,7 @@ use super::{names, pyfmt, Env, Error};
 use crate::k8s::config::schema::ids;
 use crate::k8s::config::{merge_user_configs, path, snake_case_dict, Map, UserConfig};
 use crate::k8s::job::JobConfig;
+use zlib::zlib_compress;
 
 /// A step Job request derived from the task kwargs alone.
 #[derive(Debug, Clone)]
@@ -81,19 +84,19 @@ impl StepTask {
         let kw = process(&Ty::Shape(KWARG_FIELDS), kwargs, AT, &NoEnv, Mode::Process)?;
         let get = |k: &str| kw.get(k).filter(|v| !v.is_null());
 
+        let no_args = Map::new();
         let packed = get("execute_step_args_packed")
             .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+            .unwrap_or(&no_args);
         let args_at = path::key(AT, "execute_step_args_packed");
-        let step_args = normalize_step_args(&packed, &args_at, rules)?;
+        let step_args = normalize_step_args(packed, &args_at, rules)?;
         let run_id = str_field(&step_args, "pipeline_run_id", &args_at)?;
         let step_keys = step_args
             .get("step_keys_to_execute")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
-        let step_key = match step_keys.as_slice() {
+        let step_key = match step_keys {
             [Value::String(k)] => k.clone(),
             _ => {
                 return Err(Error::Invalid {
@@ -121,7 +124,7 @@ impl StepTask {
             .and_then(Value::as_u64)
             .unwrap_or(0);
 
-        let serialized = pyfmt::dumps_sorted(&Value::Object(step_args.clone()));
+        let serialized = pyfmt::dumps_sorted_map(&step_args);
         let compressed = zlib_compress(serialized.as_bytes()).map_err(|e| Error::Invalid {
             path: args_at.clone(),
             message: format!("could not compress the step arguments: {e}"),
@@ -417,34 +420,5 @@ pub fn job_config_from_dict(dict: Option<&Map>, at: &str) -> Result<JobConfig, E
         resources: object("resources")?,
         scheduler_name: string("scheduler_name")?,
         security_context: object("security_context")?,
-    })
-}
-
-thread_local! {
-    // Setting up a deflate state (its hash tables) cost more than compressing a
-    // step's arguments; one per thread is reset and reused instead.
-    static DEFLATE: std::cell::RefCell<flate2::Compress> =
-        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::new(6), true));
-}
-
-/// `zlib.compress(data)` (level 6, zlib header), as Dagster compresses step input.
-fn zlib_compress(data: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
-    DEFLATE.with(|cell| {
-        let mut z = cell.borrow_mut();
-        z.reset();
-        // Deflate never grows input by more than a few bytes per 16 KiB block.
-        let mut out = Vec::with_capacity(data.len() + data.len() / 1000 + 64);
-        loop {
-            let before = z.total_in();
-            let consumed = usize::try_from(before)
-                .unwrap_or(usize::MAX)
-                .min(data.len());
-            let status =
-                z.compress_vec(&data[consumed..], &mut out, flate2::FlushCompress::Finish)?;
-            if status == flate2::Status::StreamEnd {
-                return Ok(out);
-            }
-            out.reserve(out.capacity().max(64));
-        }
     })
 }

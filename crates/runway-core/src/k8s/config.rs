@@ -11,12 +11,12 @@ pub mod schema;
 mod user;
 
 pub use allowlist::{check_allowlist, filter_env_vars, Allowlist, NamespaceRule};
-pub use convert::{model_to_wire, snake_case_dict};
+pub use convert::{model_into_wire, model_to_wire, snake_case_dict};
 pub(crate) use error::kind_of as error_kind;
 pub use error::Error;
 pub use fields::KUBERNETES_VERSION;
 pub(crate) use merge::dedupe;
-pub use merge::{merge_user_configs, MergeBehavior};
+pub use merge::{merge_user_configs, merge_user_configs_into, MergeBehavior};
 pub use user::{Section, UserConfig};
 
 /// A JSON object as used throughout the config layers.

@@ -19,6 +19,32 @@ pub fn parse_case_text(text: &str) -> Result<Value, Error> {
 /// Renders any case document, as the release its optional top-level
 /// `dagster_version` names (the newest supported when absent).
 pub fn render_case(case: &Value, env: &dyn Env) -> Result<Rendered, Error> {
+    prepare_case(case, env)?.render(env)
+}
+
+/// A case held the way a service holds its inputs: a run's launcher config
+/// loaded once (serve caches it per config digest and environment), a step
+/// task's kwargs as they arrive (every task brings its own).
+#[derive(Debug, Clone)]
+pub enum PreparedCase {
+    Run { case: RunCase, launcher: Launcher },
+    Step { kwargs: Value, target: Target },
+}
+
+impl PreparedCase {
+    /// One launch or one step task: what serve and the worker do per request.
+    pub fn render(&self, env: &dyn Env) -> Result<Rendered, Error> {
+        match self {
+            PreparedCase::Run { case, launcher } => render_run_loaded(case, launcher, env),
+            PreparedCase::Step { kwargs, target } => {
+                render_step(&StepTask::from_kwargs(kwargs, target)?, env)
+            }
+        }
+    }
+}
+
+/// Checks a case document and loads what a service loads once.
+pub fn prepare_case(case: &Value, env: &dyn Env) -> Result<PreparedCase, Error> {
     let obj = case
         .as_object()
         .ok_or_else(|| case_err("<case>", "expected an object"))?;
@@ -36,7 +62,9 @@ pub fn render_case(case: &Value, env: &dyn Env) -> Result<Rendered, Error> {
                 ],
                 "",
             )?;
-            render_run(&RunCase::from_value(obj, target)?, env)
+            let case = RunCase::from_value(obj, target)?;
+            let launcher = Launcher::load(case.launcher_class, &case.launcher, env)?;
+            Ok(PreparedCase::Run { case, launcher })
         }
         Some("step") => {
             check_keys(obj, &["kind", "dagster_version", "task_kwargs"], "")?;
@@ -44,7 +72,10 @@ pub fn render_case(case: &Value, env: &dyn Env) -> Result<Rendered, Error> {
                 path: "task_kwargs".into(),
                 message: "missing (the kwargs of the execute_step_k8s_job message)".into(),
             })?;
-            render_step(&StepTask::from_kwargs(kwargs, &target)?, env)
+            Ok(PreparedCase::Step {
+                kwargs: kwargs.clone(),
+                target,
+            })
         }
         _ => Err(case_err("kind", "expected \"run\" or \"step\"")),
     }

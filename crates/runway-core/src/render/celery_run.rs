@@ -210,13 +210,13 @@ pub(super) fn render_celery_run(
     }
     let job_name = run_job_name(&case.run_id, 0);
     let job = build_job(
-        &JobRequest {
+        JobRequest {
             target: &case.target,
             job_config: &job_config,
             args: case.args.clone(),
             job_name: &job_name,
             pod_name: &job_name,
-            user: &user,
+            user,
             component: "run_worker",
             labels,
             env_vars: vec![env_var("DAGSTER_RUN_JOB_NAME", &case.job_name)],

@@ -49,9 +49,7 @@ pub(super) fn require_launcher_image(job_config: &JobConfig, rules: &Rules) -> R
 /// From 1.8.5 the `dagster/image` tag is written from the built Job, which
 /// must therefore have an image.
 pub(super) fn require_image(job: &Value, rules: &Rules) -> Result<(), Error> {
-    let image = job
-        .pointer("/spec/template/spec/containers/0/image")
-        .and_then(Value::as_str);
+    let image = job["spec"]["template"]["spec"]["containers"][0]["image"].as_str();
     match (rules.run_image, image) {
         (RunImage::InJob, None) => Err(case_err(
             "run.image",

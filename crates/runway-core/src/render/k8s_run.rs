@@ -6,6 +6,14 @@ use super::*;
 use crate::dagster::context::{FieldsContext, Layer};
 use crate::dagster::version::{Layering, Rules};
 
+/// The tags' layer of a run without Kubernetes tags.
+fn no_tags() -> Layer {
+    Layer::tags(UserConfig::default())
+}
+
+/// Where a code location's container context sits in a run case, for errors.
+const LOCATION_AT: &str = "run.container_context";
+
 /// The merged layers: the Job config, the user config and the namespace.
 struct Merged {
     job_config: JobConfig,
@@ -22,16 +30,9 @@ pub(super) fn render_k8s_run(
     env: &dyn Env,
 ) -> Result<Rendered, Error> {
     let rules = &case.target.rules;
-    let launcher_layer = Layer::launcher(launcher, rules)?;
-    let mut location = Vec::new();
-    if truthy(&case.container_context) {
-        location =
-            Layer::code_location(&case.container_context, env, "run.container_context", rules)?;
-    }
-    let tags = Layer::tags(user_config_from_tags(&case.tags, "tags", rules)?);
     let merged = match rules.layering {
-        Layering::Raw => merge_raw(case, launcher, launcher_layer, location, tags, env)?,
-        Layering::Fields => merge_fields(case, launcher, launcher_layer, location, tags, env)?,
+        Layering::Raw => merge_raw(case, launcher, env)?,
+        Layering::Fields => merge_fields(case, launcher, env)?,
     };
 
     let mut labels = vec![
@@ -53,13 +54,13 @@ pub(super) fn render_k8s_run(
     env_vars.extend(merged.early_env);
     let job_name = run_job_name(&case.run_id, case.resume_attempt);
     let job = build_job(
-        &JobRequest {
+        JobRequest {
             target: &case.target,
             job_config: &merged.job_config,
             args: case.args.clone(),
             job_name: &job_name,
             pod_name: &job_name,
-            user: &merged.user,
+            user: merged.user,
             component: "run_worker",
             labels,
             env_vars,
@@ -76,22 +77,24 @@ pub(super) fn render_k8s_run(
 
 /// From 1.7: raw config, launcher ⊕ (code location ⊕ tags, checked against
 /// the launcher's allowlists).
-fn merge_raw(
-    case: &RunCase,
-    launcher: &Launcher,
-    launcher_layer: Layer,
-    location: Vec<Layer>,
-    tags: Layer,
-    env: &dyn Env,
-) -> Result<Merged, Error> {
-    let base = ContainerContext::fold(&[launcher_layer], env)?;
+fn merge_raw(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merged, Error> {
+    let rules = &case.target.rules;
+    let base = launcher.prepared.raw(launcher, rules, env)?;
     let mut user = ContainerContext::default();
-    if !location.is_empty() {
-        user = user.merge(&ContainerContext::fold(&location, env)?)?;
+    if truthy(&case.container_context) {
+        let location =
+            launcher
+                .prepared
+                .location_raw(&case.container_context, rules, env, LOCATION_AT)?;
+        user = user.merge_owned(&location)?;
     }
-    user = user.merge(&ContainerContext::fold(&[tags], env)?)?;
+    user = match launcher.prepared.tags_raw(&case.tags, rules, env)? {
+        Some(tags) => user.merge_owned(&tags)?,
+        // Runs without Kubernetes tags still merge an empty layer (DEEP).
+        None => user.merge_owned(&ContainerContext::fold(&[no_tags()], env)?)?,
+    };
     let dropped_env_vars = apply_allowlists(launcher, &mut user, &case.target.rules)?;
-    let merged = base.merge(&user)?;
+    let merged = ContainerContext::clone(&base).merge_owned(&user)?;
     Ok(Merged {
         job_config: JobConfig {
             job_image: case.image.clone().or_else(|| launcher.job_image.clone()),
@@ -135,21 +138,22 @@ fn apply_allowlists(
 
 /// Until 1.7: the launcher's, the code location's and the tags' fields merged
 /// one by one; the merged fields are the Job config.
-fn merge_fields(
-    case: &RunCase,
-    launcher: &Launcher,
-    launcher_layer: Layer,
-    location: Vec<Layer>,
-    tags: Layer,
-    env: &dyn Env,
-) -> Result<Merged, Error> {
+fn merge_fields(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merged, Error> {
     let rules = &case.target.rules;
-    let launcher_context = FieldsContext::fold(&[launcher_layer])?;
-    let location = match location.is_empty() {
-        true => None,
-        false => Some(FieldsContext::fold(&location)?),
+    let launcher_context = launcher.prepared.fields(launcher, rules, env)?;
+    let location = match truthy(&case.container_context) {
+        false => None,
+        true => Some(launcher.prepared.location_fields(
+            &case.container_context,
+            rules,
+            env,
+            LOCATION_AT,
+        )?),
     };
-    let tags = FieldsContext::from_layer(&tags)?;
+    let tags = match launcher.prepared.tags_fields(&case.tags, rules, env)? {
+        Some(tags) => tags,
+        None => std::sync::Arc::new(FieldsContext::from_layer(&no_tags())?),
+    };
     let mut dropped_env_vars = Vec::new();
     let context = if rules.allowlists {
         // From 1.6.3 the code location and tags are merged first, checked
@@ -162,10 +166,10 @@ fn merge_fields(
         dropped_env_vars = user.apply_allowlists(launcher, env, rules)?;
         launcher_context.merge(&user)?
     } else {
-        let mut context = launcher_context;
-        if let Some(location) = location {
-            context = context.merge(&location)?;
-        }
+        let context = match location {
+            Some(location) => launcher_context.merge(&location)?,
+            None => FieldsContext::clone(&launcher_context),
+        };
         context.merge(&tags)?
     };
     context.check_security_context(rules)?;

@@ -18,13 +18,13 @@ pub fn render_step(task: &StepTask, env: &dyn Env) -> Result<Rendered, Error> {
         labels.push(("dagster/code-location".to_owned(), loc.clone()));
     }
     let job = build_job(
-        &JobRequest {
+        JobRequest {
             target: &task.target,
             job_config: &task.job_config,
             args: task.args.clone(),
             job_name: &task.k8s_job_name,
             pod_name: &task.k8s_job_name,
-            user: &task.user,
+            user: task.user.clone(),
             component: "step_worker",
             labels,
             env_vars: vec![

@@ -177,4 +177,5 @@ fn seed_resources_without_limits_or_requests_say_what_was_meant() {
     );
 }
 
+mod cache;
 mod versions;

@@ -24,9 +24,12 @@ const LOADED_PER_TEXT: usize = 8;
 
 /// What a parsed form is counted at, per byte of its text: a [`Launcher`]
 /// holds the config's strings twice (its typed fields, and the processed
-/// map `from_config_value` receives). Counting only the texts let 32 MiB of
-/// texts hold about 110 MiB (the chaos suite's 64 distinct ~1 MiB configs).
-const PARSED_PER_TEXT_BYTE: usize = 2;
+/// map `from_config_value` receives), and once rendered its own layer
+/// converted and merged, about twice more. Counting only the texts let 32
+/// MiB of texts hold about 110 MiB (the chaos suite's 64 distinct ~1 MiB
+/// configs). What it keeps of code locations and tag configs has a bound of
+/// its own (`PreparedLayers`, 8 MiB per parsed form).
+const PARSED_PER_TEXT_BYTE: usize = 4;
 
 type TextKey = (LauncherClass, String);
 

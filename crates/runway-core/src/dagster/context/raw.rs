@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{ContainerFields, Layer};
 use crate::dagster::{parse_env_var, Env, Error};
-use crate::k8s::config::{merge_user_configs, path, Map, Section, UserConfig};
+use crate::k8s::config::{merge_user_configs_into, path, Map, Section, UserConfig};
 
 /// The merged raw config and namespace of one or more layers.
 #[derive(Debug, Clone, Default)]
@@ -22,20 +22,25 @@ impl ContainerContext {
     pub fn from_layer(layer: &Layer, env: &dyn Env) -> Result<ContainerContext, Error> {
         let base = base_user_config(&layer.fields, env, &layer.at)?;
         Ok(ContainerContext {
-            run_k8s_config: merge_user_configs(&base, &layer.run_k8s_config)?,
+            run_k8s_config: merge_user_configs_into(base, &layer.run_k8s_config)?,
             namespace: layer.namespace.clone(),
         })
     }
 
     /// `K8sContainerContext.merge`: `other` is the more specific layer.
     pub fn merge(&self, other: &ContainerContext) -> Result<ContainerContext, Error> {
+        self.clone().merge_owned(other)
+    }
+
+    /// [`ContainerContext::merge`] onto a context the caller gives up.
+    pub fn merge_owned(self, other: &ContainerContext) -> Result<ContainerContext, Error> {
+        let namespace = match other.namespace.as_ref().filter(|n| !n.is_empty()) {
+            Some(ns) => Some(ns.clone()),
+            None => self.namespace,
+        };
         Ok(ContainerContext {
-            run_k8s_config: merge_user_configs(&self.run_k8s_config, &other.run_k8s_config)?,
-            namespace: other
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .or_else(|| self.namespace.clone()),
+            run_k8s_config: merge_user_configs_into(self.run_k8s_config, &other.run_k8s_config)?,
+            namespace,
         })
     }
 
@@ -46,10 +51,14 @@ impl ContainerContext {
             let next = ContainerContext::from_layer(layer, env)?;
             folded = Some(match folded {
                 None => next,
-                Some(onto) => onto.merge(&next)?,
+                Some(onto) => onto.merge_owned(&next)?,
             });
         }
-        ContainerContext::default().merge(&folded.unwrap_or_default())
+        // Merging onto the empty context copies everything and only drops an
+        // empty namespace; the copy is skipped.
+        let mut context = folded.unwrap_or_default();
+        context.namespace = context.namespace.filter(|n| !n.is_empty());
+        Ok(context)
     }
 }
 

@@ -80,75 +80,117 @@ fn snake_case_value(ty: &Ty, value: &Value, at: &At<'_>) -> Result<Value, Error>
 /// null attributes and coercing scalars the way the Python client's model
 /// constructors do (`str(1)` is `"1"`, `int("5")` is `5`).
 pub fn model_to_wire(model: usize, dict: &Map, at: &str) -> Result<Value, Error> {
+    model_into_wire(model, dict.clone(), at)
+}
+
+/// [`model_to_wire`] of a dict the caller gives up: its values move into the
+/// wire JSON instead of being copied.
+pub fn model_into_wire(model: usize, dict: Map, at: &str) -> Result<Value, Error> {
     model_wire(model, dict, &At::Root(at))
 }
 
-fn model_wire(model: usize, dict: &Map, at: &At<'_>) -> Result<Value, Error> {
+/// The Python client's constructor refuses an unknown keyword first, then
+/// takes the attributes in the model's order; the first error here is the one
+/// it raises first. The model's fields are sorted by wire name, so the
+/// converted entries come out in the wire map's own order.
+fn model_wire(model: usize, dict: Map, at: &At<'_>) -> Result<Value, Error> {
     let m = Model::get(model);
-    if let Some(bad) = dict.keys().find(|k| m.by_snake(k).is_none()) {
-        return Err(unknown_key(m, bad, at));
-    }
-    let mut out = Map::new();
-    for field in m.fields {
-        match dict.get(field.snake) {
-            None | Some(Value::Null) => {
-                if field.required {
-                    return Err(Error::MissingRequired {
-                        path: at.render(),
-                        model: m.name,
-                        field: field.snake,
-                    });
-                }
-            }
-            Some(value) => {
-                let here = At::Key(at, field.snake);
-                if matches!(field.ty, Ty::DateTime | Ty::Date) {
-                    return Err(Error::ServerSet {
-                        path: here.render(),
-                        field: field.camel,
-                    });
-                }
-                out.insert(field.camel.to_owned(), wire_value(&field.ty, value, &here)?);
-            }
+    let mut entries = Vec::with_capacity(dict.len());
+    for (key, value) in dict {
+        let Some(index) = m.snake_index(&key) else {
+            return Err(unknown_key(m, &key, at));
+        };
+        if !value.is_null() {
+            entries.push((index, key, value));
         }
     }
-    Ok(Value::Object(out))
+    entries.sort_unstable_by_key(|(index, _, _)| *index);
+    let mut out = Vec::with_capacity(entries.len());
+    let mut next = 0;
+    for (index, key, value) in entries {
+        check_required(m, next..index, at)?;
+        next = index + 1;
+        let field = &m.fields[index];
+        let here = At::Key(at, field.snake);
+        if matches!(field.ty, Ty::DateTime | Ty::Date) {
+            return Err(Error::ServerSet {
+                path: here.render(),
+                field: field.camel,
+            });
+        }
+        let value = wire_value(&field.ty, value, &here)?;
+        // Most attribute names are one word, the same in both spellings.
+        let key = if key == field.camel {
+            key
+        } else {
+            field.camel.to_owned()
+        };
+        out.push((key, value));
+    }
+    check_required(m, next..m.fields.len(), at)?;
+    Ok(Value::Object(out.into_iter().collect()))
 }
 
-fn wire_value(ty: &Ty, value: &Value, at: &At<'_>) -> Result<Value, Error> {
+/// A required attribute among `fields` (all absent) is an error.
+fn check_required(m: &Model, fields: std::ops::Range<usize>, at: &At<'_>) -> Result<(), Error> {
+    match m.fields[fields].iter().find(|f| f.required) {
+        Some(field) => Err(Error::MissingRequired {
+            path: at.render(),
+            model: m.name,
+            field: field.snake,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn wire_value(ty: &Ty, value: Value, at: &At<'_>) -> Result<Value, Error> {
     if value.is_null() {
         // Inside lists and maps a null stays: the client serializes it as null.
         return Ok(Value::Null);
     }
     match ty {
         Ty::List(inner) => {
-            let items = expect_list(value, ty, at)?;
+            let items = match value {
+                Value::Array(items) => items,
+                other => return Err(wrong(at, &format!("a list ({})", ty.describe()), &other)),
+            };
             let converted = items
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, v)| wire_value(inner, v, &At::Index(at, i)))
                 .collect::<Result<_, _>>()?;
             Ok(Value::Array(converted))
         }
         Ty::Map(inner) => {
+            let entries = match value {
+                Value::Object(entries) => entries,
+                other => return Err(wrong(at, &format!("an object ({})", ty.describe()), &other)),
+            };
             let mut out = Map::new();
-            for (k, v) in expect_object(value, ty, at)? {
-                out.insert(k.clone(), wire_value(inner, v, &At::Key(at, k))?);
+            for (k, v) in entries {
+                let converted = wire_value(inner, v, &At::Key(at, &k))?;
+                out.insert(k, converted);
             }
             Ok(Value::Object(out))
         }
-        Ty::Model(id) => model_wire(*id, expect_object(value, ty, at)?, at),
-        Ty::Object => Ok(value.clone()),
-        Ty::Str => coerce_str(value, at).map(Value::String),
-        Ty::Int => coerce_int(value, at).map(Value::from),
-        Ty::Float => coerce_float(value, at).map(Value::from),
+        Ty::Model(id) => match value {
+            Value::Object(dict) => model_wire(*id, dict, at),
+            other => Err(wrong(at, &format!("an object ({})", ty.describe()), &other)),
+        },
+        Ty::Object => Ok(value),
+        Ty::Str => match value {
+            Value::String(s) => Ok(Value::String(s)),
+            other => coerce_str(&other, at).map(Value::String),
+        },
+        Ty::Int => coerce_int(&value, at).map(Value::from),
+        Ty::Float => coerce_float(&value, at).map(Value::from),
         Ty::Bool => match value {
-            Value::Bool(b) => Ok(Value::Bool(*b)),
+            Value::Bool(b) => Ok(Value::Bool(b)),
             Value::Number(n) => Ok(Value::Bool(n.as_f64().is_some_and(|f| f != 0.0))),
             // Python's bool("false") is True; refusing is kinder than copying that.
-            other => Err(wrong(at, "a boolean (true or false)", other)),
+            other => Err(wrong(at, "a boolean (true or false)", &other)),
         },
-        Ty::DateTime | Ty::Date => Err(wrong(at, "nothing (server-set field)", value)),
+        Ty::DateTime | Ty::Date => Err(wrong(at, "nothing (server-set field)", &value)),
     }
 }
 

@@ -2,8 +2,9 @@
 
 use serde_json::Value;
 
+use super::path::At;
 use super::user::{Section, UserConfig};
-use super::{path, Error, Map};
+use super::{Error, Map};
 
 /// How a more specific layer combines with the one below it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,25 +23,36 @@ const ALWAYS_SHALLOW_LIST_FIELDS: [&str; 2] = ["command", "args"];
 /// Merges `from` onto `onto`. The behaviour is `from`'s (the more specific
 /// layer decides), and the result carries it on.
 pub fn merge_user_configs(onto: &UserConfig, from: &UserConfig) -> Result<UserConfig, Error> {
-    let mut out = onto.clone();
-    out.merge_behavior = from.merge_behavior;
+    merge_user_configs_into(onto.clone(), from)
+}
+
+/// [`merge_user_configs`] onto a config the caller owns: nothing of `onto`
+/// is copied, only what `from` adds.
+pub fn merge_user_configs_into(
+    mut onto: UserConfig,
+    from: &UserConfig,
+) -> Result<UserConfig, Error> {
+    onto.merge_behavior = from.merge_behavior;
     for section in Section::ALL {
-        let target = out.get_mut(section);
+        let source = from.get(section);
+        if source.is_empty() {
+            continue;
+        }
+        let target = onto.get_mut(section);
         match from.merge_behavior {
-            MergeBehavior::Deep => deep_merge(target, from.get(section), section.name())?,
+            MergeBehavior::Deep => deep_merge(target, source, &At::Root(section.name()))?,
             MergeBehavior::Shallow => {
-                for (k, v) in from.get(section) {
+                for (k, v) in source {
                     target.insert(k.clone(), v.clone());
                 }
             }
         }
     }
-    Ok(out)
+    Ok(onto)
 }
 
-fn deep_merge(onto: &mut Map, from: &Map, at: &str) -> Result<(), Error> {
+fn deep_merge(onto: &mut Map, from: &Map, at: &At<'_>) -> Result<(), Error> {
     for (key, from_value) in from {
-        let here = path::key(at, key);
         let Some(onto_value) = onto.get_mut(key) else {
             onto.insert(key.clone(), from_value.clone());
             continue;
@@ -48,16 +60,16 @@ fn deep_merge(onto: &mut Map, from: &Map, at: &str) -> Result<(), Error> {
         match from_value {
             Value::Array(items) if !ALWAYS_SHALLOW_LIST_FIELDS.contains(&key.as_str()) => {
                 let Value::Array(existing) = onto_value else {
-                    return Err(conflict(&here, onto_value, from_value));
+                    return Err(conflict(&At::Key(at, key), onto_value, from_value));
                 };
                 existing.extend(items.iter().cloned());
                 dedupe(existing);
             }
             Value::Object(inner) => {
                 let Value::Object(existing) = onto_value else {
-                    return Err(conflict(&here, onto_value, from_value));
+                    return Err(conflict(&At::Key(at, key), onto_value, from_value));
                 };
-                deep_merge(existing, inner, &here)?;
+                deep_merge(existing, inner, &At::Key(at, key))?;
             }
             _ => *onto_value = from_value.clone(),
         }
@@ -101,9 +113,9 @@ fn numeric(v: &Value) -> Option<f64> {
     }
 }
 
-fn conflict(at: &str, onto: &Value, from: &Value) -> Error {
+fn conflict(at: &At<'_>, onto: &Value, from: &Value) -> Error {
     Error::MergeConflict {
-        path: at.to_owned(),
+        path: at.render(),
         onto: json_kind(onto),
         from: json_kind(from),
     }

@@ -61,9 +61,29 @@ impl Model {
 
     /// The field whose Python attribute name is `snake`.
     pub fn by_snake(&self, snake: &str) -> Option<&'static Field> {
-        // Snake and camel names sort almost alike; a linear scan over a few dozen
-        // static entries is cheaper than a second index.
-        self.fields.iter().find(|f| f.snake == snake)
+        self.snake_index(snake).map(|i| &self.fields[i])
+    }
+
+    /// The position in [`Model::fields`] of the field named `snake`.
+    pub fn snake_index(&self, snake: &str) -> Option<usize> {
+        let Some(order) = self.id().map(|id| &snake_orders()[id]) else {
+            return self.fields.iter().position(|f| f.snake == snake);
+        };
+        order
+            .binary_search_by(|&i| self.fields[usize::from(i)].snake.cmp(snake))
+            .ok()
+            .map(|at| usize::from(order[at]))
+    }
+
+    /// This model's handle in the generated table (models live in one static
+    /// slice, so the offset is the handle); `None` for a model built elsewhere.
+    fn id(&self) -> Option<usize> {
+        let offset = (self as *const Model as usize).checked_sub(MODELS.as_ptr() as usize)?;
+        let id = offset / size_of::<Model>();
+        MODELS
+            .get(id)
+            .filter(|m| std::ptr::eq(*m, self))
+            .map(|_| id)
     }
 
     /// Attribute names listed for an error message.
@@ -72,6 +92,23 @@ impl Model {
         names.sort_unstable();
         names
     }
+}
+
+/// Per model, its field positions sorted by snake_case name, built once.
+fn snake_orders() -> &'static [Vec<u8>] {
+    static ORDERS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    ORDERS.get_or_init(|| {
+        MODELS
+            .iter()
+            .map(|m| {
+                let mut order: Vec<u8> = (0..m.fields.len())
+                    .map(|i| u8::try_from(i).unwrap_or(u8::MAX))
+                    .collect();
+                order.sort_by_key(|&i| m.fields[usize::from(i)].snake);
+                order
+            })
+            .collect()
+    })
 }
 
 impl Ty {

@@ -7,7 +7,7 @@ use crate::dagster::names::{check_name_len, common_labels, sanitize_label};
 use crate::dagster::version::Target;
 use crate::dagster::{parse_env_var, Env, Error};
 use crate::k8s::config::schema::ids;
-use crate::k8s::config::{model_to_wire, Map, Section, UserConfig};
+use crate::k8s::config::{model_into_wire, Map, Section, UserConfig};
 
 /// `DagsterK8sJobConfig`: what the launcher or executor contributes directly.
 /// List fields hold snake_case dicts (volume mounts and volumes are converted
@@ -65,7 +65,8 @@ pub struct JobRequest<'a> {
     pub args: Vec<String>,
     pub job_name: &'a str,
     pub pod_name: &'a str,
-    pub user: &'a UserConfig,
+    /// The merged raw config; its sections move into the Job.
+    pub user: UserConfig,
     pub component: &'a str,
     /// Launcher labels (`dagster/job`, `dagster/run-id`, ...): values are sanitized.
     pub labels: Vec<(String, String)>,
@@ -80,21 +81,31 @@ pub fn env_var(name: &str, value: &str) -> Value {
 }
 
 /// Builds the wire JSON of the batch/v1 Job.
-pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
-    let jc = req.job_config;
-    let rules = &req.target.rules;
-    check_name_len(req.job_name, "job_name")?;
-    check_name_len(req.pod_name, "pod_name")?;
+pub fn build_job(req: JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
+    let JobRequest {
+        target,
+        job_config: jc,
+        args,
+        job_name,
+        pod_name,
+        mut user,
+        component,
+        labels,
+        env_vars,
+    } = req;
+    let rules = &target.rules;
+    check_name_len(job_name, "job_name")?;
+    check_name_len(pod_name, "pod_name")?;
 
     let mut dagster_labels = Map::new();
-    for (k, v) in common_labels(req.component, &req.target.label) {
+    for (k, v) in common_labels(component, &target.label) {
         dagster_labels.insert(k, Value::String(v));
     }
-    for (k, v) in &req.labels {
-        dagster_labels.insert(k.clone(), Value::String(sanitize_label(v)));
+    for (k, v) in labels {
+        dagster_labels.insert(k, Value::String(sanitize_label(&v)));
     }
 
-    let mut env_list: Vec<Value> = req.env_vars.clone();
+    let mut env_list: Vec<Value> = env_vars;
     if let Some(home) = jc.dagster_home.as_ref().filter(|h| !h.is_empty()) {
         env_list.push(json!({"name": "DAGSTER_HOME", "value": home}));
     }
@@ -113,10 +124,10 @@ pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
         env_list.push(json!({"name": k, "value": v}));
     }
 
-    let mut container = req.user.get(Section::ContainerConfig).clone();
+    let mut container = user.take(Section::ContainerConfig);
     container.insert(
         "args".into(),
-        Value::Array(req.args.iter().cloned().map(Value::String).collect()),
+        Value::Array(args.into_iter().map(Value::String).collect()),
     );
     let user_env = take_list(&mut container, "env");
     let user_env_from = take_list(&mut container, "env_from");
@@ -169,10 +180,10 @@ pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
         container.insert("security_context".into(), security_context);
     }
 
-    let mut pod_spec = req.user.get(Section::PodSpecConfig).clone();
+    let mut pod_spec = user.take(Section::PodSpecConfig);
     let mut volumes = jc.volumes.clone();
     volumes.extend(take_list(&mut pod_spec, "volumes"));
-    let mut pod_meta = req.user.get(Section::PodTemplateSpecMetadata).clone();
+    let mut pod_meta = user.take(Section::PodTemplateSpecMetadata);
     let user_pod_labels = take_map(&mut pod_meta, "labels");
     let service_account = pod_spec
         .remove("service_account_name")
@@ -207,7 +218,7 @@ pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
         merge_into(&mut pod_labels, &user_pod_labels);
         merge_into(&mut pod_labels, &jc.labels);
     }
-    pod_meta.insert("name".into(), Value::String(req.pod_name.to_owned()));
+    pod_meta.insert("name".into(), Value::String(pod_name.to_owned()));
     pod_meta.insert("labels".into(), Value::Object(pod_labels));
 
     // Before 1.4.5 `Never` is written over a user restart policy.
@@ -215,9 +226,9 @@ pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
     let mut spec = Map::new();
     if rules.user_restart_policy {
         spec.insert("restart_policy".into(), never);
-        merge_into(&mut spec, &pod_spec);
+        merge_owned(&mut spec, pod_spec);
     } else {
-        merge_into(&mut spec, &pod_spec);
+        merge_owned(&mut spec, pod_spec);
         spec.insert("restart_policy".into(), never);
     }
     spec.insert("image_pull_secrets".into(), Value::Array(pull_secrets));
@@ -238,24 +249,24 @@ pub fn build_job(req: &JobRequest<'_>, env: &dyn Env) -> Result<Value, Error> {
     let mut job_spec = Map::new();
     job_spec.insert("ttl_seconds_after_finished".into(), json!(86400));
     job_spec.insert("backoff_limit".into(), json!(0));
-    merge_into(&mut job_spec, req.user.get(Section::JobSpecConfig));
+    merge_owned(&mut job_spec, user.take(Section::JobSpecConfig));
     job_spec.insert("template".into(), Value::Object(template));
 
-    let mut job_meta = req.user.get(Section::JobMetadata).clone();
+    let mut job_meta = user.take(Section::JobMetadata);
     let user_job_labels = take_map(&mut job_meta, "labels");
     let mut job_labels = dagster_labels;
     merge_into(&mut job_labels, &user_job_labels);
     merge_into(&mut job_labels, &jc.labels);
-    job_meta.insert("name".into(), Value::String(req.job_name.to_owned()));
+    job_meta.insert("name".into(), Value::String(job_name.to_owned()));
     job_meta.insert("labels".into(), Value::Object(job_labels));
 
-    let mut job = req.user.get(Section::JobConfig).clone();
+    let mut job = user.take(Section::JobConfig);
     job.insert("api_version".into(), Value::String("batch/v1".into()));
     job.insert("kind".into(), Value::String("Job".into()));
     job.insert("metadata".into(), Value::Object(job_meta));
     job.insert("spec".into(), Value::Object(job_spec));
 
-    Ok(model_to_wire(ids::JOB, &job, "job")?)
+    Ok(model_into_wire(ids::JOB, job, "job")?)
 }
 
 /// Python truthiness of a JSON value.
@@ -294,6 +305,11 @@ fn merge_into(target: &mut Map, from: &Map) {
     for (k, v) in from {
         target.insert(k.clone(), v.clone());
     }
+}
+
+/// [`merge_into`] of a dict the caller gives up.
+fn merge_owned(target: &mut Map, from: Map) {
+    target.extend(from);
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ fn request<'a>(jc: &'a JobConfig, user: &'a UserConfig) -> JobRequest<'a> {
         args: vec!["dagster".into(), "api".into()],
         job_name: "dagster-run-abc",
         pod_name: "dagster-run-abc",
-        user,
+        user: user.clone(),
         component: "run_worker",
         labels: vec![("dagster/job".into(), "my job!".into())],
         env_vars: vec![env_var("DAGSTER_RUN_JOB_NAME", "my job!")],
@@ -52,7 +52,7 @@ fn defaults_and_env_order() {
         "t",
     )
     .unwrap();
-    let job = build_job(&request(&jc, &user), &NoEnv).unwrap();
+    let job = build_job(request(&jc, &user), &NoEnv).unwrap();
     let c = &job["spec"]["template"]["spec"]["containers"][0];
     let names: Vec<_> = c["env"]
         .as_array()
@@ -114,7 +114,7 @@ fn user_sections_override_and_labels_layer_in_dagster_order() {
         "t",
     )
     .unwrap();
-    let job = build_job(&request(&jc, &user), &NoEnv).unwrap();
+    let job = build_job(request(&jc, &user), &NoEnv).unwrap();
     // Pods: user labels win; Jobs: the job config's labels win.
     assert_eq!(
         job["spec"]["template"]["metadata"]["labels"]["team"],
@@ -136,7 +136,7 @@ fn long_names_are_refused() {
     let mut req = request(&jc, &user);
     let long = format!("dagster-run-{}", "x".repeat(60));
     req.job_name = &long;
-    let err = build_job(&req, &NoEnv).unwrap_err();
+    let err = build_job(req, &NoEnv).unwrap_err();
     assert!(
         err.to_string().contains("cannot be longer than 63"),
         "{err}"
@@ -178,12 +178,12 @@ fn the_seed_release_forces_its_fields() {
         "t",
     )
     .unwrap();
-    let newest = build_job(&request(&jc, &user), &NoEnv).unwrap();
+    let newest = build_job(request(&jc, &user), &NoEnv).unwrap();
     let seed_req = JobRequest {
         target: target("1.1.9"),
         ..request(&jc, &user)
     };
-    let seed = build_job(&seed_req, &NoEnv).unwrap();
+    let seed = build_job(seed_req, &NoEnv).unwrap();
     let pod = |job: &Value, p: &str| job.pointer(&format!("/spec/template/spec{p}")).cloned();
     assert_eq!(pod(&newest, "/containers/0/name"), Some(json!("mine")));
     assert_eq!(pod(&seed, "/containers/0/name"), Some(json!("dagster")));
