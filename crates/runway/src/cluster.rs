@@ -5,6 +5,7 @@
 pub mod gate;
 #[cfg(test)]
 pub mod memory;
+pub mod slim;
 pub mod tracker;
 
 use std::future::Future;
@@ -225,7 +226,10 @@ impl JobApi for KubeJobs {
             format!("/apis/batch/v1/namespaces/{}/jobs", enc(namespace)),
             body,
         )?;
-        self.run("Job", name, self.client.request::<Job>(req)).await
+        // The answer is the whole Job; what a caller reads of it (uid, image,
+        // what the index keeps) is decoded, the rest skipped.
+        let created = self.client.request::<slim::SlimJob>(req);
+        self.run("Job", name, created).await.map(|j| j.to_job())
     }
 
     async fn get_job(&self, namespace: &str, name: &str) -> Result<Option<Job>, Error> {

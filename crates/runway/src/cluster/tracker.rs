@@ -10,8 +10,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Event;
 use kube::runtime::watcher::{self, watcher, Event as WatchEvent};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
@@ -19,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::slim::{SlimJob, SlimPod};
 use crate::metrics::{KindLabel, Metrics};
 
 mod reset;
@@ -179,14 +179,14 @@ impl Tracker {
         let mut tasks = Vec::new();
         let labelled = watcher::Config::default().labels(&selector());
         for ns in &self.namespaces {
-            tasks.push(tokio::spawn(self.clone().watch::<Job>(
+            tasks.push(tokio::spawn(self.clone().watch::<SlimJob>(
                 Api::namespaced(client.clone(), ns),
                 labelled.clone(),
                 Kind::Job,
                 ns.clone(),
                 stop.clone(),
             )));
-            tasks.push(tokio::spawn(self.clone().watch::<Pod>(
+            tasks.push(tokio::spawn(self.clone().watch::<SlimPod>(
                 Api::namespaced(client.clone(), ns),
                 labelled.clone(),
                 Kind::Pod,
@@ -310,21 +310,22 @@ pub trait Applies {
     fn delete(&self, index: &mut Index, now: i64, out: &mut Vec<Transition>);
 }
 
-impl Applies for Job {
+// The watches decode only what the index reads (see `slim`).
+impl Applies for SlimJob {
     fn apply(&self, index: &mut Index, now: i64, out: &mut Vec<Transition>) {
-        index.apply_job(self, now, out);
+        index.apply_job(&self.to_job(), now, out);
     }
     fn delete(&self, index: &mut Index, _now: i64, out: &mut Vec<Transition>) {
-        index.delete_job(self, out);
+        index.delete_job(&self.to_job(), out);
     }
 }
 
-impl Applies for Pod {
+impl Applies for SlimPod {
     fn apply(&self, index: &mut Index, now: i64, out: &mut Vec<Transition>) {
-        index.apply_pod(self, now, out);
+        index.apply_pod(&self.to_pod(), now, out);
     }
     fn delete(&self, index: &mut Index, now: i64, out: &mut Vec<Transition>) {
-        index.delete_pod(self, now, out);
+        index.delete_pod(&self.to_pod(), now, out);
     }
 }
 
