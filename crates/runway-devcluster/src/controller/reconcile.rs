@@ -41,8 +41,15 @@ struct Progress {
     conditions: Vec<Value>,
     start_time: Option<Value>,
     completion_time: Option<Value>,
-    /// A time-based rule (deadline, back-off, TTL) is pending.
-    timed: bool,
+    /// When the earliest pending time-based rule (deadline, back-off, TTL)
+    /// falls due, in ms.
+    due: Option<i64>,
+}
+
+impl Progress {
+    fn due_at(&mut self, at: i64) {
+        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+    }
 }
 
 pub(super) fn reconcile(
@@ -74,7 +81,7 @@ pub(super) fn reconcile(
         conditions: status["conditions"].as_array().cloned().unwrap_or_default(),
         start_time: status.get("startTime").cloned(),
         completion_time: status.get("completionTime").cloned(),
-        timed: false,
+        due: None,
     };
     let finished = condition_true(&job, "Complete") || condition_true(&job, "Failed");
     let deleting = job["metadata"].get("deletionTimestamp").is_some();
@@ -85,11 +92,10 @@ pub(super) fn reconcile(
         state.timed.remove(key);
         return;
     }
-    if progress.timed {
-        state.timed.insert(key.clone());
-    } else {
-        state.timed.remove(key);
-    }
+    match progress.due {
+        Some(at) => state.timed.insert(key.clone(), at),
+        None => state.timed.remove(key),
+    };
     write_status(&pass, key, &pods, progress);
 }
 
@@ -195,8 +201,12 @@ fn advance(pass: &Pass<'_>, state: &mut State, pods: &mut Pods, progress: &mut P
     } else if suspended {
         stop_active(pass, pods);
     } else {
-        progress.timed |= deadline.is_some();
-        progress.timed |= create_missing(pass, state, pods, completions);
+        if let Some(deadline) = deadline {
+            progress.due_at(deadline);
+        }
+        if let Some(at) = create_missing(pass, state, pods, completions) {
+            progress.due_at(at);
+        }
     }
 }
 
@@ -224,16 +234,21 @@ fn failure(
 }
 
 /// Creates the pods parallelism and completions still call for, unless
-/// creation backs off; true when a later tick must look again.
-fn create_missing(pass: &Pass<'_>, state: &mut State, pods: &mut Pods, completions: i64) -> bool {
+/// creation backs off; `Some(when)` a later tick must look again.
+fn create_missing(
+    pass: &Pass<'_>,
+    state: &mut State,
+    pods: &mut Pods,
+    completions: i64,
+) -> Option<i64> {
     let parallelism = pass.job["spec"]["parallelism"].as_i64().unwrap_or(1);
     let want = parallelism.min(completions - pods.succeeded) - pods.active.len() as i64;
     if want <= 0 {
-        return false;
+        return None;
     }
     let backoff = state.backoff_until.get(&pass.uid).copied().unwrap_or(0);
     if pass.now < backoff {
-        return true;
+        return Some(backoff);
     }
     for _ in 0..want {
         match create_pod(pass.cluster, pass.job) {
@@ -244,11 +259,11 @@ fn create_missing(pass: &Pass<'_>, state: &mut State, pods: &mut Pods, completio
                 state
                     .backoff_until
                     .insert(pass.uid.clone(), pass.now + delay);
-                return true;
+                return Some(pass.now + delay);
             }
         }
     }
-    false
+    None
 }
 
 /// A finished Job's leftover pods are removed; then the TTL applies. True
@@ -277,7 +292,7 @@ fn after_finish(pass: &Pass<'_>, pods: &mut Pods, progress: &mut Progress) -> bo
         let _ = pass.cluster.delete(Kind::Job, ns, name, &opts);
         return true;
     }
-    progress.timed = true;
+    progress.due_at(finished_at + ttl * 1000);
     false
 }
 
