@@ -27,8 +27,14 @@ pub fn render_case(case: &Value, env: &dyn Env) -> Result<Rendered, Error> {
 /// task's kwargs as they arrive (every task brings its own).
 #[derive(Debug, Clone)]
 pub enum PreparedCase {
-    Run { case: RunCase, launcher: Launcher },
-    Step { kwargs: Value, target: Target },
+    Run {
+        case: Box<RunCase>,
+        launcher: Box<Launcher>,
+    },
+    Step {
+        kwargs: Value,
+        target: Target,
+    },
 }
 
 impl PreparedCase {
@@ -64,7 +70,10 @@ pub fn prepare_case(case: &Value, env: &dyn Env) -> Result<PreparedCase, Error> 
             )?;
             let case = RunCase::from_value(obj, target)?;
             let launcher = Launcher::load(case.launcher_class, &case.launcher, env)?;
-            Ok(PreparedCase::Run { case, launcher })
+            Ok(PreparedCase::Run {
+                case: Box::new(case),
+                launcher: Box::new(launcher),
+            })
         }
         Some("step") => {
             check_keys(obj, &["kind", "dagster_version", "task_kwargs"], "")?;
