@@ -82,13 +82,18 @@ fn merge_raw(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merge
     let base = launcher.prepared.raw(launcher, rules, env)?;
     let mut user = ContainerContext::default();
     if truthy(&case.container_context) {
-        let location =
-            launcher
-                .prepared
-                .location_raw(&case.container_context, rules, env, LOCATION_AT)?;
+        let location = launcher.prepared.location::<ContainerContext>(
+            &case.container_context,
+            rules,
+            env,
+            LOCATION_AT,
+        )?;
         user = user.merge_owned(&location)?;
     }
-    user = match launcher.prepared.tags_raw(&case.tags, rules, env)? {
+    user = match launcher
+        .prepared
+        .tags::<ContainerContext>(&case.tags, rules, env)?
+    {
         Some(tags) => user.merge_owned(&tags)?,
         // Runs without Kubernetes tags still merge an empty layer (DEEP).
         None => user.merge_owned(&ContainerContext::fold(&[no_tags()], env)?)?,
@@ -143,14 +148,17 @@ fn merge_fields(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Me
     let launcher_context = launcher.prepared.fields(launcher, rules, env)?;
     let location = match truthy(&case.container_context) {
         false => None,
-        true => Some(launcher.prepared.location_fields(
+        true => Some(launcher.prepared.location::<FieldsContext>(
             &case.container_context,
             rules,
             env,
             LOCATION_AT,
         )?),
     };
-    let tags = match launcher.prepared.tags_fields(&case.tags, rules, env)? {
+    let tags = match launcher
+        .prepared
+        .tags::<FieldsContext>(&case.tags, rules, env)?
+    {
         Some(tags) => tags,
         None => std::sync::Arc::new(FieldsContext::from_layer(&no_tags())?),
     };

@@ -322,7 +322,7 @@ mod tests {
     fn parsed_forms_count_against_the_byte_bound() {
         let limits = CacheLimits {
             entries: 64,
-            bytes: 1000,
+            bytes: 1100,
             max_config_bytes: 1000,
         };
         let launcher = Arc::new(
@@ -340,12 +340,14 @@ mod tests {
             c.insert_loaded(key(i), "env".into(), launcher.clone(), limits);
             assert!(c.bytes <= limits.bytes, "{}", c.bytes);
         }
-        // Each text with its parsed form is 600 bytes: only the newest fits whole.
+        // Each text with its parsed form is 1,000 bytes: only the newest fits whole.
+        let parsed = 200 * PARSED_PER_TEXT_BYTE;
+        assert_eq!(parsed, 800);
         assert!(c.loaded.contains_key(&(key(3), "env".into())));
         assert!(!c.texts.contains_key(&key(1)) && !c.texts.contains_key(&key(0)));
-        assert_eq!(c.bytes, 200 * c.texts.len() + 400 * c.loaded.len());
+        assert_eq!(c.bytes, 200 * c.texts.len() + parsed * c.loaded.len());
         // Evicting a text gives back its parsed forms' bytes too.
         c.evict(&key(3));
-        assert_eq!(c.bytes, 200 * c.texts.len() + 400 * c.loaded.len());
+        assert_eq!(c.bytes, 200 * c.texts.len() + parsed * c.loaded.len());
     }
 }

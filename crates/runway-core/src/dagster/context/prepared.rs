@@ -46,14 +46,15 @@ struct KeyedCache {
 }
 
 /// A computed context and the environment lookups it depends on.
-struct Entry<T> {
+pub struct Entry<T> {
     value: Arc<T>,
     seen: Vec<(String, Option<String>)>,
 }
 
 /// A layer computed from a request's own input: a code location's container
 /// context, or a run's tag config texts.
-struct Keyed {
+#[derive(Debug)]
+pub struct Keyed {
     version: DagsterVersion,
     kind: Kind,
     key: Value,
@@ -63,7 +64,7 @@ struct Keyed {
     fields: Option<Entry<FieldsContext>>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Location,
     Tags,
@@ -94,84 +95,36 @@ impl PreparedLayers {
         })
     }
 
-    /// A code location's container context folded as raw config.
-    pub fn location_raw(
+    /// A code location's container context, folded as `T`'s layering does.
+    pub fn location<T: Folded>(
         &self,
         container_context: &Value,
         rules: &Rules,
         env: &dyn Env,
         at: &str,
-    ) -> Result<Arc<ContainerContext>, Error> {
+    ) -> Result<Arc<T>, Error> {
         let key = (Kind::Location, container_context);
-        self.keyed(
-            key,
-            rules,
-            env,
-            |l| &mut l.raw,
-            |env| {
-                let layers = Layer::code_location(container_context, env, at, rules)?;
-                ContainerContext::fold(&layers, env)
-            },
-        )
+        self.keyed(key, rules, env, T::slot, |env| {
+            T::fold(
+                &Layer::code_location(container_context, env, at, rules)?,
+                env,
+            )
+        })
     }
 
-    /// A code location's container context folded field by field.
-    pub fn location_fields(
-        &self,
-        container_context: &Value,
-        rules: &Rules,
-        env: &dyn Env,
-        at: &str,
-    ) -> Result<Arc<FieldsContext>, Error> {
-        let key = (Kind::Location, container_context);
-        self.keyed(
-            key,
-            rules,
-            env,
-            |l| &mut l.fields,
-            |env| FieldsContext::fold(&Layer::code_location(container_context, env, at, rules)?),
-        )
-    }
-
-    /// The run tags' layer folded as raw config; `None` when the run has no
-    /// Kubernetes tags.
-    pub fn tags_raw(
-        &self,
-        tags: &Map,
-        rules: &Rules,
-        env: &dyn Env,
-    ) -> Result<Option<Arc<ContainerContext>>, Error> {
-        let Some(key) = tags_key(tags) else {
-            return Ok(None);
-        };
-        let context = self.keyed(
-            (Kind::Tags, &key),
-            rules,
-            env,
-            |l| &mut l.raw,
-            |env| ContainerContext::fold(&[tags_layer(tags, rules)?], env),
-        )?;
-        Ok(Some(context))
-    }
-
-    /// The run tags' layer as field layering reads it; `None` when the run
+    /// The run tags' layer as `T`'s layering reads it; `None` when the run
     /// has no Kubernetes tags.
-    pub fn tags_fields(
+    pub fn tags<T: Folded>(
         &self,
         tags: &Map,
         rules: &Rules,
         env: &dyn Env,
-    ) -> Result<Option<Arc<FieldsContext>>, Error> {
+    ) -> Result<Option<Arc<T>>, Error> {
         let Some(key) = tags_key(tags) else {
             return Ok(None);
         };
-        let context = self.keyed(
-            (Kind::Tags, &key),
-            rules,
-            env,
-            |l| &mut l.fields,
-            |_| FieldsContext::from_layer(&tags_layer(tags, rules)?),
-        )?;
+        let layer = |env: &dyn Env| T::one(&tags_layer(tags, rules)?, env);
+        let context = self.keyed((Kind::Tags, &key), rules, env, T::slot, layer)?;
         Ok(Some(context))
     }
 
@@ -180,7 +133,7 @@ impl PreparedLayers {
         (kind, key): (Kind, &Value),
         rules: &Rules,
         env: &dyn Env,
-        slot: impl Fn(&mut Keyed) -> &mut Option<Entry<T>>,
+        slot: fn(&mut Keyed) -> &mut Option<Entry<T>>,
         compute: impl FnOnce(&dyn Env) -> Result<T, Error>,
     ) -> Result<Arc<T>, Error> {
         let found = |cache: &KeyedCache| {
@@ -249,6 +202,41 @@ fn charge(key: &Value) -> usize {
         }
     }
     3 * size(key)
+}
+
+/// A layer merged the way one family of releases merges: raw config
+/// (1.7 onward) or field by field (until 1.7).
+pub trait Folded: Sized {
+    /// Where a kept entry holds this form.
+    fn slot(keyed: &mut Keyed) -> &mut Option<Entry<Self>>;
+    /// Several layers folded in order.
+    fn fold(layers: &[Layer], env: &dyn Env) -> Result<Self, Error>;
+    /// One layer on its own.
+    fn one(layer: &Layer, env: &dyn Env) -> Result<Self, Error>;
+}
+
+impl Folded for ContainerContext {
+    fn slot(keyed: &mut Keyed) -> &mut Option<Entry<Self>> {
+        &mut keyed.raw
+    }
+    fn fold(layers: &[Layer], env: &dyn Env) -> Result<Self, Error> {
+        ContainerContext::fold(layers, env)
+    }
+    fn one(layer: &Layer, env: &dyn Env) -> Result<Self, Error> {
+        ContainerContext::fold(std::slice::from_ref(layer), env)
+    }
+}
+
+impl Folded for FieldsContext {
+    fn slot(keyed: &mut Keyed) -> &mut Option<Entry<Self>> {
+        &mut keyed.fields
+    }
+    fn fold(layers: &[Layer], _: &dyn Env) -> Result<Self, Error> {
+        FieldsContext::fold(layers)
+    }
+    fn one(layer: &Layer, _: &dyn Env) -> Result<Self, Error> {
+        FieldsContext::from_layer(layer)
+    }
 }
 
 /// The two tags a run's Kubernetes config comes from, as the cache key.
@@ -340,6 +328,15 @@ impl PartialEq for PreparedLayers {
     }
 }
 
+// The values read from the environment may be secrets: never printed.
+impl<T> std::fmt::Debug for Entry<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("env_names_read", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for PreparedLayers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PreparedLayers")
@@ -347,66 +344,4 @@ impl std::fmt::Debug for PreparedLayers {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dagster::launcher::LauncherClass;
-    use crate::dagster::version::Target;
-    use serde_json::json;
-    use std::collections::BTreeMap;
-
-    fn tags(text: String) -> Map {
-        let mut tags = Map::new();
-        tags.insert(USER_DEFINED_K8S_CONFIG_KEY.into(), Value::String(text));
-        tags
-    }
-
-    #[test]
-    fn kept_layers_are_bounded_in_count_and_bytes() {
-        let env = BTreeMap::<String, String>::new();
-        let config = json!({"service_account_name": "sa", "instance_config_map": "cm"});
-        let launcher = Launcher::load(LauncherClass::K8s, &config, &env).unwrap();
-        let rules = Target::newest().rules;
-        let label = |i: usize, pad: usize| {
-            let value = format!("{i}-{}", "x".repeat(pad));
-            json!({"job_metadata": {"annotations": {"a": value}}}).to_string()
-        };
-        for i in 0..300 {
-            let got = launcher
-                .prepared
-                .tags_raw(&tags(label(i, 10)), &rules, &env)
-                .unwrap();
-            assert!(got.is_some());
-        }
-        let cache = launcher.prepared.lock();
-        assert_eq!(cache.entries.len(), KEYED);
-        drop(cache);
-        // Large entries: the byte bound holds before the count does.
-        for i in 0..100 {
-            let text = label(i, 50 << 10);
-            launcher
-                .prepared
-                .tags_raw(&tags(text), &rules, &env)
-                .unwrap();
-        }
-        let cache = launcher.prepared.lock();
-        assert!(cache.bytes <= KEYED_BYTES, "{} bytes kept", cache.bytes);
-        assert_eq!(
-            cache.bytes,
-            cache.entries.iter().map(|e| e.charge).sum::<usize>()
-        );
-        assert!(cache.entries.len() < KEYED);
-        drop(cache);
-        // Too large to keep at all: converted, returned, not kept.
-        let before = launcher.prepared.lock().bytes;
-        let huge = launcher
-            .prepared
-            .tags_raw(&tags(label(7, 1 << 20)), &rules, &env)
-            .unwrap()
-            .unwrap();
-        assert!(!huge
-            .run_k8s_config
-            .get(crate::k8s::config::Section::JobMetadata)
-            .is_empty());
-        assert_eq!(launcher.prepared.lock().bytes, before);
-    }
-}
+mod tests;
