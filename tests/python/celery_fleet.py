@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from devcluster import RUNWAY_BIN
+from waits import wait_for
 from worker_env import BACKEND, BROKER, wait_http
 
 CELERY = os.path.join(os.path.dirname(sys.executable), "celery")
@@ -118,13 +119,7 @@ def stored_state(task_id: str) -> str | None:
 
 
 def wait_until(predicate, what: str, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, what, timeout, every)
 
 
 def delete_queues(*queues: str) -> None:

@@ -78,15 +78,10 @@ pub use case::{parse_case_text, prepare_case, render_case, PreparedCase};
 pub use celery_run::celery_executor_config;
 pub use step::render_step;
 
-/// A run Job, as K8sRunLauncher or CeleryK8sRunLauncher builds it.
-pub fn render_run(case: &RunCase, env: &dyn Env) -> Result<Rendered, Error> {
-    let launcher = Launcher::load(case.launcher_class, &case.launcher, env)?;
-    render_run_loaded(case, &launcher, env)
-}
-
-/// [`render_run`] with a launcher config parsed beforehand, so a service
-/// that sees the same config on every launch parses it once. `case.launcher`
-/// is not read.
+/// A run Job, as K8sRunLauncher or CeleryK8sRunLauncher builds it, with the
+/// launcher config parsed beforehand ([`Launcher::load`]) so a service that
+/// sees the same config on every launch parses it once. `case.launcher` is
+/// not read.
 pub fn render_run_loaded(
     case: &RunCase,
     launcher: &Launcher,
