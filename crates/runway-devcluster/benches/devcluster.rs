@@ -143,7 +143,9 @@ async fn start(jobs_n: usize) -> (DevCluster, Api<Job>) {
 }
 
 /// The watch: when each Job's ADDED and Complete arrive; the receiver gets
-/// a message once every Job completed.
+/// a message once every Job completed. A watch the server ends (a watcher
+/// that fell too far behind is cut, as the real API server's cacher cuts
+/// it) resumes from the last revision seen, as client-go and kube-rs do.
 async fn watch_completions(
     dev: &DevCluster,
     api: &Api<Job>,
@@ -151,40 +153,46 @@ async fn watch_completions(
     timings: &Arc<Timings>,
 ) -> (tokio::task::JoinHandle<()>, tokio::sync::mpsc::Receiver<()>) {
     let (complete_tx, complete_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let rv = dev.cluster().revision().to_string();
-    let mut stream = api
-        .watch(&WatchParams::default().timeout(290), &rv)
-        .await
-        .unwrap()
-        .boxed();
+    let mut rv = dev.cluster().revision().to_string();
     let timings = timings.clone();
+    let api = api.clone();
     let task = tokio::spawn(async move {
         let mut complete = 0;
-        while let Some(ev) = stream.next().await {
-            let seen = Instant::now();
-            match ev {
-                Ok(WatchEvent::Added(j)) => {
-                    let name = j.metadata.name.unwrap_or_default();
-                    if let Some(t) = timings.created_at.lock().unwrap().get(&name) {
-                        let ms = (seen - *t).as_secs_f64() * 1e3;
-                        timings.latencies.lock().unwrap().push(ms);
-                    }
-                }
-                Ok(WatchEvent::Modified(j)) => {
-                    let done = j
-                        .status
-                        .and_then(|s| s.conditions)
-                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Complete"));
-                    if done {
-                        complete += 1;
-                        if complete == jobs_n {
-                            let _ = complete_tx.send(()).await;
-                            return;
+        let mut resumes = 0;
+        while resumes < 100 {
+            let Ok(stream) = api.watch(&WatchParams::default().timeout(290), &rv).await else {
+                return;
+            };
+            let mut stream = stream.boxed();
+            while let Some(ev) = stream.next().await {
+                let seen = Instant::now();
+                match ev {
+                    Ok(WatchEvent::Added(j)) => {
+                        rv = j.metadata.resource_version.clone().unwrap_or(rv);
+                        let name = j.metadata.name.unwrap_or_default();
+                        if let Some(t) = timings.created_at.lock().unwrap().get(&name) {
+                            let ms = (seen - *t).as_secs_f64() * 1e3;
+                            timings.latencies.lock().unwrap().push(ms);
                         }
                     }
+                    Ok(WatchEvent::Modified(j)) => {
+                        rv = j.metadata.resource_version.clone().unwrap_or(rv);
+                        let done = j
+                            .status
+                            .and_then(|s| s.conditions)
+                            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Complete"));
+                        if done {
+                            complete += 1;
+                            if complete == jobs_n {
+                                let _ = complete_tx.send(()).await;
+                                return;
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
+            resumes += 1;
         }
     });
     (task, complete_rx)

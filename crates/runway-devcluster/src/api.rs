@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use super::clock::Clock;
 use super::status::ApiError;
-use super::store::{Event, ListPage, ListQuery, Obj, Store, StoreConfig};
+use super::store::{Event, ListPage, ListQuery, Obj, Store, StoreConfig, Stored};
 use super::validate::Kind;
 
 mod delete;
@@ -175,7 +175,7 @@ impl Cluster {
     pub fn list(
         &self,
         q: &ListQuery<'_>,
-        keep: impl FnMut(&Value) -> bool,
+        keep: impl FnMut(&Stored) -> bool,
     ) -> Result<ListPage, ApiError> {
         self.lock().list(q, keep)
     }

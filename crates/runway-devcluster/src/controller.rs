@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use super::api::{ns_name, Cluster};
+use super::api::Cluster;
 use super::faults::Faults;
-use super::store::EventType;
+use super::store::{EventType, Stored};
 use super::validate::Kind;
 
 mod pods;
@@ -143,24 +143,24 @@ fn resync(
         observe(state, Kind::Pod, EventType::Added, &pod);
     }
     for job in lists.next().unwrap_or_default() {
-        state.dirty.insert(ns_name(&job));
+        state.dirty.insert(key_of(&job));
     }
     rx
 }
 
-fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Value) {
+fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Stored) {
     match kind {
         Kind::Job => {
-            state.dirty.insert(ns_name(obj));
+            state.dirty.insert(key_of(obj));
         }
         Kind::Pod => {
             let Some((owner_uid, owner_name)) = controller_owner(obj) else {
                 if ty != EventType::Deleted && has_tracking_finalizer(obj) {
-                    state.orphans.insert(ns_name(obj));
+                    state.orphans.insert(key_of(obj));
                 }
                 return;
             };
-            let (ns, name) = ns_name(obj);
+            let (ns, name) = key_of(obj);
             state
                 .owner_uid
                 .insert((ns.clone(), owner_name.clone()), owner_uid.clone());
@@ -174,6 +174,10 @@ fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Value) {
         }
         _ => {}
     }
+}
+
+fn key_of(obj: &Stored) -> JobKey {
+    (obj.namespace().to_owned(), obj.name().to_owned())
 }
 
 /// Whether `obj` (a Job or a Pod) has condition `ty` with status True.

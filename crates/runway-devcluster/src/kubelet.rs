@@ -24,14 +24,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use super::api::{ns_name, Cluster};
+use super::api::Cluster;
 use super::faults::Faults;
 use super::logs::LogStore;
-use super::store::EventType;
+use super::store::{EventType, Phase, Stored};
 use super::validate::Kind;
 
 mod env;
@@ -148,6 +147,8 @@ struct State {
     next_seq: u64,
     /// Resources held by bound, unfinished pods.
     bound: HashMap<PodKey, scheduler::Bound>,
+    /// What the bound pods hold, per node.
+    usage: HashMap<String, scheduler::Usage>,
     /// Pods the kubelet runs: the sender tells the pod's task about deletion.
     running: HashMap<PodKey, watch::Sender<Option<i64>>>,
     /// The last Unschedulable message written per pod.
@@ -207,9 +208,8 @@ fn resync(
     let pods = lists.into_iter().next().unwrap_or_default();
     state.pending.clear();
     for pod in pods {
-        let key = ns_name(&pod);
-        let unbound = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-        if unbound && pod["metadata"].get("deletionTimestamp").is_none() {
+        let key = key_of(&pod);
+        if !pod.bound() && !pod.deleting() {
             state.next_seq += 1;
             state.pending.insert(state.next_seq, key);
         }
@@ -217,16 +217,16 @@ fn resync(
     rx
 }
 
-fn observe(cluster: &Cluster, logs: &LogStore, state: &mut State, ty: EventType, pod: &Value) {
-    let key = ns_name(pod);
-    let unbound = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+fn observe(cluster: &Cluster, logs: &LogStore, state: &mut State, ty: EventType, pod: &Stored) {
+    let key = key_of(pod);
+    let unbound = !pod.bound();
     match ty {
         EventType::Added if unbound => {
             state.next_seq += 1;
             state.pending.insert(state.next_seq, key);
         }
         EventType::Deleted => {
-            state.bound.remove(&key);
+            scheduler::release(state, &key);
             state.unschedulable.remove(&key);
             state.pending.retain(|_, k| *k != key);
             if let Some(tx) = state.running.remove(&key) {
@@ -235,8 +235,11 @@ fn observe(cluster: &Cluster, logs: &LogStore, state: &mut State, ty: EventType,
             logs.remove_pod(&key.0, &key.1);
         }
         _ => {
-            if let Some(ts) = pod["metadata"]["deletionTimestamp"].as_str() {
-                let deadline = super::clock::parse_rfc3339(ts).unwrap_or(0);
+            if pod.deleting() {
+                let deadline = pod.value()["metadata"]["deletionTimestamp"]
+                    .as_str()
+                    .and_then(super::clock::parse_rfc3339)
+                    .unwrap_or(0);
                 match state.running.get(&key) {
                     Some(tx) => {
                         let _ = tx.send(Some(deadline));
@@ -247,14 +250,15 @@ fn observe(cluster: &Cluster, logs: &LogStore, state: &mut State, ty: EventType,
                     }
                 }
             }
-            if matches!(
-                pod["status"]["phase"].as_str(),
-                Some("Succeeded" | "Failed")
-            ) {
-                state.bound.remove(&key);
+            if pod.phase() != Phase::Other {
+                scheduler::release(state, &key);
             }
         }
     }
+}
+
+fn key_of(pod: &Stored) -> PodKey {
+    (pod.namespace().to_owned(), pod.name().to_owned())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! `index` (the label and owner indexes that keep lists and the garbage
 //! collector from scanning every object).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use super::status::ApiError;
 use super::validate::Kind;
 
-/// A stored object (wire JSON without `kind`/`apiVersion`, as lists return them).
-pub type Obj = Arc<Value>;
+/// A stored object (wire JSON without `kind`/`apiVersion`, as lists return
+/// them, and its indexed fields).
+pub type Obj = Arc<Stored>;
 
 /// What a change did to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +67,8 @@ impl Key {
         }
     }
 
-    fn of(kind: Kind, obj: &Value) -> Key {
-        let meta = &obj["metadata"];
-        Key::new(
-            kind,
-            meta["namespace"].as_str().unwrap_or(""),
-            meta["name"].as_str().unwrap_or(""),
-        )
+    fn of(kind: Kind, obj: &Stored) -> Key {
+        Key::new(kind, obj.namespace(), obj.name())
     }
 }
 
@@ -135,10 +131,10 @@ pub struct Store {
     /// Current objects by label key, then value: Dagster and the Job
     /// controller list pods by `job-name=` or `dagster/run-id=`, and a scan of
     /// every pod per list made those lists grow with the cluster.
-    by_label: HashMap<String, HashMap<String, BTreeSet<Key>>>,
+    by_label: HashMap<String, HashMap<String, KeySet>>,
     /// Current objects by the uid of each of their owner references, for the
     /// garbage collector's dependents.
-    by_owner: HashMap<String, BTreeSet<Key>>,
+    by_owner: HashMap<String, KeySet>,
 }
 
 impl Store {
@@ -179,13 +175,13 @@ impl Store {
 
     /// Stores a new object. The caller has validated and defaulted it.
     pub fn create(&mut self, kind: Kind, mut obj: Value) -> Result<Arc<Event>, ApiError> {
-        let key = Key::of(kind, &obj);
+        let key = Key::new(kind, str_at(&obj, "namespace"), str_at(&obj, "name"));
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(kind.resource(), &key.name));
         }
         let rev = self.next_rev();
         stamp(&mut obj, rev);
-        let obj = Arc::new(obj);
+        let obj = Arc::new(Stored::new(&obj));
         self.index(&key, &obj);
         self.objects.insert(key, obj.clone());
         Ok(self.record(rev, kind, EventType::Added, obj, None))
@@ -198,22 +194,21 @@ impl Store {
         mut obj: Value,
         expect_rev: Option<u64>,
     ) -> Result<Arc<Event>, ApiError> {
-        let key = Key::of(kind, &obj);
+        let key = Key::new(kind, str_at(&obj, "namespace"), str_at(&obj, "name"));
         let prev = self
             .objects
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(kind.resource(), &key.name))?;
         if let Some(expected) = expect_rev {
-            if object_rev(&prev) != Some(expected) {
+            if prev.rev() != expected {
                 return Err(ApiError::conflict(kind.resource(), &key.name));
             }
         }
         let rev = self.next_rev();
         stamp(&mut obj, rev);
-        let obj = Arc::new(obj);
-        let (old, new) = (&prev["metadata"], &obj["metadata"]);
-        if old["labels"] != new["labels"] || old["ownerReferences"] != new["ownerReferences"] {
+        let obj = Arc::new(Stored::next(&obj, Some(&prev)));
+        if !prev.same_index(&obj) {
             self.unindex(&key, &prev);
             self.index(&key, &obj);
         }
@@ -235,9 +230,10 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
         self.unindex(&key, &prev);
         let rev = self.next_rev();
-        let mut last = (*prev).clone();
+        let mut last = prev.value();
         stamp(&mut last, rev);
-        Ok(self.record(rev, kind, EventType::Deleted, Arc::new(last), Some(prev)))
+        let last = Arc::new(Stored::next(&last, Some(&prev)));
+        Ok(self.record(rev, kind, EventType::Deleted, last, Some(prev)))
     }
 
     /// Every change after `rev`, oldest first; 410 Expired when compacted.
@@ -293,6 +289,11 @@ pub fn object_rev(obj: &Value) -> Option<u64> {
         .and_then(|s| s.parse().ok())
 }
 
+/// A `metadata` string field of an object about to be stored.
+fn str_at<'v>(obj: &'v Value, field: &str) -> &'v str {
+    obj["metadata"][field].as_str().unwrap_or("")
+}
+
 fn stamp(obj: &mut Value, rev: u64) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), json!(rev.to_string()));
@@ -304,7 +305,13 @@ fn too_old(rev: u64, compacted: u64) -> ApiError {
 }
 
 mod index;
+mod keyset;
 mod list;
+mod stored;
+
+use keyset::KeySet;
+
+pub use stored::{Owner, Phase, Stored};
 
 #[cfg(test)]
 mod tests;

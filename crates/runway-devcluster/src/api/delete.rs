@@ -61,11 +61,12 @@ impl Cluster {
     ) -> Result<Deleted, ApiError> {
         let obj = store
             .get(kind, namespace, name)
-            .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
+            .ok_or_else(|| ApiError::not_found(kind.resource(), name))?
+            .value();
         check_preconditions(kind, name, &obj, opts)?;
         if opts.dry_run {
             return Ok(Deleted {
-                body: (*obj).clone(),
+                body: obj,
                 warning: None,
             });
         }
@@ -93,7 +94,7 @@ impl Cluster {
             Propagation::Foreground if !dependents.is_empty() => {
                 self.delete_dependents_first(store, kind, &obj, dependents, opts)?
             }
-            _ if has_finalizers => (*self.mark_deleting(store, kind, &obj, None)?).clone(),
+            _ if has_finalizers => self.mark_deleting(store, kind, &obj, None)?.value(),
             _ => self.remove_now(store, kind, &obj, policy, dependents)?,
         };
         Ok(Deleted { body, warning })
@@ -111,16 +112,16 @@ impl Cluster {
     ) -> Result<Value, ApiError> {
         let pending = self.mark_deleting(store, kind, obj, Some("orphan"))?;
         for pod in dependents {
-            let mut p = (*pod).clone();
+            let mut p = pod.value();
             remove_owner(&mut p, uid);
             if let Ok(ev) = store.update(Kind::Pod, p, None) {
                 self.commit(ev);
             }
         }
-        let mut done = (*pending).clone();
+        let mut done = pending.value();
         super::gc::remove_finalizer(&mut done, "orphan");
         self.write(store, kind, done, None)?;
-        Ok((*pending).clone())
+        Ok(pending.value())
     }
 
     /// Foreground: the owner waits (finalizer `foregroundDeletion`) while
@@ -139,13 +140,13 @@ impl Cluster {
                 grace_period_seconds: opts.grace_period_seconds,
                 ..DeleteOptions::default()
             };
-            let _ = self.delete_pod(store, &pod, &grace);
+            let _ = self.delete_pod(store, &pod.value(), &grace);
         }
         let (namespace, name) = ns_name(obj);
         Ok(store
             .get(kind, &namespace, &name)
-            .map(|o| (*o).clone())
-            .unwrap_or_else(|| (*pending).clone()))
+            .map(|o| o.value())
+            .unwrap_or_else(|| pending.value()))
     }
 
     /// No finalizer holds it: gone at once, with its dependents unless
@@ -164,17 +165,17 @@ impl Cluster {
         self.commit(removed);
         if policy != Propagation::Orphan {
             for pod in dependents {
-                let _ = self.delete_pod(store, &pod, &DeleteOptions::default());
+                let _ = self.delete_pod(store, &pod.value(), &DeleteOptions::default());
             }
         }
         if kind != Kind::Job {
-            return Ok((*last).clone());
+            return Ok(last.value());
         }
         let r = kind.resource();
         Ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
                   "status": "Success",
                   "details": {"name": name, "group": r.group, "kind": r.plural,
-                              "uid": last["metadata"]["uid"]}}))
+                              "uid": last.uid()}}))
     }
 
     fn delete_namespace(&self, store: &mut Store, ns_obj: &Value) -> Result<Deleted, ApiError> {
@@ -201,8 +202,7 @@ impl Cluster {
                 .map(|p| p.items)
                 .unwrap_or_default();
             for item in items {
-                let (_, name) = ns_name(&item);
-                if let Ok(ev) = store.remove(kind, &ns, &name) {
+                if let Ok(ev) = store.remove(kind, &ns, item.name()) {
                     self.commit(ev);
                 }
             }
@@ -211,7 +211,7 @@ impl Cluster {
             self.commit(ev);
         }
         Ok(Deleted {
-            body: (*pending).clone(),
+            body: pending.value(),
             warning: None,
         })
     }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{ns_name, Cluster, DeleteOptions, Deleted};
 use crate::clock::rfc3339;
 use crate::status::ApiError;
-use crate::store::{Obj, Store};
+use crate::store::{Obj, Store, Stored};
 use crate::validate::Kind;
 
 impl Cluster {
@@ -50,7 +50,7 @@ impl Cluster {
             self.commit(removed);
             self.after_removed(store, Kind::Pod, &last);
             return Ok(Deleted {
-                body: (*last).clone(),
+                body: last.value(),
                 warning: None,
             });
         }
@@ -62,7 +62,7 @@ impl Cluster {
         let obj = ev.object.clone();
         self.commit(ev);
         Ok(Deleted {
-            body: (*obj).clone(),
+            body: obj.value(),
             warning: None,
         })
     }
@@ -73,7 +73,7 @@ impl Cluster {
         let Some(pod) = store.get(Kind::Pod, namespace, name) else {
             return Ok(());
         };
-        let mut p = (*pod).clone();
+        let mut p = pod.value();
         p["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         if p["metadata"].get("deletionTimestamp").is_none() {
             p["metadata"]["deletionTimestamp"] = json!(self.clock.now_rfc3339());
@@ -119,32 +119,20 @@ impl Cluster {
 
     /// Garbage collection after an object is gone: a Foreground owner whose
     /// last dependent went is deleted in turn.
-    pub(super) fn after_removed(&self, store: &mut Store, kind: Kind, obj: &Value) {
+    pub(super) fn after_removed(&self, store: &mut Store, kind: Kind, obj: &Stored) {
         if kind != Kind::Pod {
             return;
         }
-        let (ns, _) = ns_name(obj);
-        let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
-            return;
-        };
-        for r in refs {
-            if r["kind"] != "Job" {
-                continue;
-            }
-            let (Some(owner), Some(uid)) = (r["name"].as_str(), r["uid"].as_str()) else {
+        let ns = obj.namespace();
+        for r in obj.owners().iter().filter(|r| &*r.kind == "Job") {
+            let Some(job) = store.get(Kind::Job, ns, &r.name) else {
                 continue;
             };
-            let Some(job) = store.get(Kind::Job, &ns, owner) else {
-                continue;
-            };
-            let foreground = job["metadata"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"));
-            if job["metadata"]["uid"] == uid
-                && foreground
-                && self.dependents(store, &ns, uid).is_empty()
+            if job.uid() == &*r.uid
+                && job.has_finalizer("foregroundDeletion")
+                && self.dependents(store, ns, &r.uid).is_empty()
             {
-                let mut j = (*job).clone();
+                let mut j = job.value();
                 remove_finalizer(&mut j, "foregroundDeletion");
                 let _ = self.write(store, Kind::Job, j, None);
             }

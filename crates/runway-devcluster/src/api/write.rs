@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{ns_name, Cluster};
+use super::Cluster;
 use crate::patch::{apply_patch, PatchType};
 use crate::status::ApiError;
-use crate::store::{object_rev, Obj, Store};
+use crate::store::{Obj, Store, Stored};
 use crate::validate::fields::{self, FieldValidation};
 use crate::validate::{prepare_create, prepare_update, Kind};
 
@@ -55,7 +55,7 @@ impl Cluster {
         if kind.namespaced() {
             let ns_ok = store
                 .get(Kind::Namespace, "", namespace)
-                .is_some_and(|ns| ns["metadata"].get("deletionTimestamp").is_none());
+                .is_some_and(|ns| !ns.deleting());
             if !ns_ok {
                 return Err(ApiError::not_found(Kind::Namespace.resource(), namespace));
             }
@@ -76,16 +76,13 @@ impl Cluster {
             obj["status"] = json!({"phase": "Active"});
         }
         if dry_run {
-            return Ok(Arc::new(obj));
+            return Ok(Arc::new(Stored::new(&obj)));
         }
         let event = store.create(kind, obj)?;
         let created = event.object.clone();
         self.commit(event);
         if kind == Kind::Namespace {
-            let name = created["metadata"]["name"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
+            let name = created.name().to_owned();
             let mut sa = json!({"metadata": {"name": "default"}});
             let uid = self.new_uid();
             let suffix = self.name_suffix();
@@ -112,6 +109,8 @@ impl Cluster {
         let old = store
             .get(kind, namespace, name)
             .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
+        let old_rev = old.rev();
+        let old = old.value();
         check_name(kind, &new, namespace, name)?;
         let expect =
             match new["metadata"]["resourceVersion"].as_str() {
@@ -121,11 +120,11 @@ impl Cluster {
                 })?),
             };
         prepare_update(kind, &old, &mut new, status_only)?;
-        if expect.is_some_and(|e| Some(e) != object_rev(&old)) {
+        if expect.is_some_and(|e| e != old_rev) {
             return Err(ApiError::conflict(kind.resource(), name));
         }
         if dry_run {
-            return Ok(Arc::new(new));
+            return Ok(Arc::new(Stored::new(&new)));
         }
         self.write(&mut store, kind, new, None)
     }
@@ -140,7 +139,7 @@ impl Cluster {
         req: &PatchRequest<'_>,
     ) -> Result<Patched, ApiError> {
         let mut store = self.lock();
-        let Some(old) = store.get(kind, namespace, name) else {
+        let Some(old) = store.get(kind, namespace, name).map(|o| o.value()) else {
             drop(store);
             if req.ty == PatchType::Apply && !req.status_only {
                 return self.create_by_apply(kind, namespace, name, req);
@@ -162,7 +161,7 @@ impl Cluster {
         }
         prepare_update(kind, &old, &mut new, req.status_only)?;
         let object = if req.dry_run {
-            Arc::new(new)
+            Arc::new(Stored::new(&new))
         } else {
             self.write(&mut store, kind, new, None)?
         };
@@ -221,8 +220,7 @@ impl Cluster {
         let obj = event.object.clone();
         self.commit(event);
         if deleting && !finalizers_left && !pod_grace_left {
-            let (ns, name) = ns_name(&obj);
-            let removed = store.remove(kind, &ns, &name)?;
+            let removed = store.remove(kind, obj.namespace(), obj.name())?;
             let last = removed.object.clone();
             self.commit(removed);
             self.after_removed(store, kind, &last);
@@ -244,9 +242,11 @@ impl Cluster {
         let old = store
             .get(kind, namespace, name)
             .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
-        let mut new = (*old).clone();
+        let mut new = old.value();
         f(&mut new);
-        if new == *old {
+        // Stored JSON is `new` serialized before the change: equal bytes
+        // mean nothing changed (keys are sorted, numbers print one way).
+        if serde_json::to_vec(&new).is_ok_and(|bytes| bytes == old.json()) {
             return Ok(old);
         }
         self.write(&mut store, kind, new, None)

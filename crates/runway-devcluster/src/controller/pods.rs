@@ -1,30 +1,23 @@
 //! The Job controller's writes to pods: creating them from the template,
 //! deleting them, and releasing the job-tracking finalizer.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
 use super::{JobKey, State, COMPONENT, TRACKING_FINALIZER};
 use crate::api::{ns_name, Cluster, DeleteOptions};
+use crate::store::{Obj, Stored};
 use crate::validate::Kind;
 
 /// The uid and name of the Job controlling `obj`, if any.
-pub(super) fn controller_owner(obj: &Value) -> Option<(String, String)> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()?
+pub(super) fn controller_owner(obj: &Stored) -> Option<(String, String)> {
+    obj.owners()
         .iter()
-        .find(|r| r["kind"] == "Job" && r["controller"] == true)
-        .and_then(|r| {
-            Some((
-                r["uid"].as_str()?.to_owned(),
-                r["name"].as_str()?.to_owned(),
-            ))
-        })
+        .find(|r| &*r.kind == "Job" && r.controller)
+        .map(|r| (r.uid.to_string(), r.name.to_string()))
 }
 
 /// Creates one pod from the Job's template; records FailedCreate on error.
-pub(super) fn create_pod(cluster: &Cluster, job: &Value) -> Option<Arc<Value>> {
+pub(super) fn create_pod(cluster: &Cluster, job: &Value) -> Option<Obj> {
     let (ns, name) = ns_name(job);
     let template = &job["spec"]["template"];
     let mut meta = template["metadata"]
@@ -44,10 +37,7 @@ pub(super) fn create_pod(cluster: &Cluster, job: &Value) -> Option<Arc<Value>> {
     let pod = json!({"metadata": meta, "spec": template["spec"]});
     match cluster.create(Kind::Pod, &ns, pod, false) {
         Ok(created) => {
-            let pod_name = created["metadata"]["name"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
+            let pod_name = created.name().to_owned();
             cluster.record_event(
                 Kind::Job,
                 job,
@@ -72,9 +62,13 @@ pub(super) fn create_pod(cluster: &Cluster, job: &Value) -> Option<Arc<Value>> {
     }
 }
 
-pub(super) fn delete_pod(cluster: &Cluster, pod: &Value) {
-    let (ns, name) = ns_name(pod);
-    let _ = cluster.delete(Kind::Pod, &ns, &name, &DeleteOptions::default());
+pub(super) fn delete_pod(cluster: &Cluster, pod: &Stored) {
+    let _ = cluster.delete(
+        Kind::Pod,
+        pod.namespace(),
+        pod.name(),
+        &DeleteOptions::default(),
+    );
 }
 
 /// The Job is gone: its pods keep no tracking finalizer (kube-controller-manager
@@ -97,18 +91,15 @@ pub(super) fn release_orphans(cluster: &Cluster, state: &mut State, key: &JobKey
     }
 }
 
-pub(super) fn has_tracking_finalizer(pod: &Value) -> bool {
-    pod["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER))
+pub(super) fn has_tracking_finalizer(pod: &Stored) -> bool {
+    pod.has_finalizer(TRACKING_FINALIZER)
 }
 
-pub(super) fn release_finalizer(cluster: &Cluster, pod: &Value) {
+pub(super) fn release_finalizer(cluster: &Cluster, pod: &Stored) {
     if !has_tracking_finalizer(pod) {
         return;
     }
-    let (ns, name) = ns_name(pod);
-    let _ = cluster.update_status_with(Kind::Pod, &ns, &name, |p| {
+    let _ = cluster.update_status_with(Kind::Pod, pod.namespace(), pod.name(), |p| {
         if let Some(meta) = p["metadata"].as_object_mut() {
             if let Some(Value::Array(f)) = meta.get_mut("finalizers") {
                 f.retain(|x| x != TRACKING_FINALIZER);

@@ -2,14 +2,13 @@
 //! move it forward (fail it, complete it, or create pods), or, once it
 //! finished, clean up and apply its TTL; then write its status.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
 use super::pods::{create_pod, delete_pod, release_finalizer, release_orphans};
 use super::{condition_true, ControllerConfig, JobKey, State, COMPONENT};
 use crate::api::{Cluster, DeleteOptions, Propagation};
 use crate::clock::{parse_rfc3339, rfc3339};
+use crate::store::{Obj, Phase, Stored};
 use crate::validate::Kind;
 
 /// What one reconcile of a Job reads once.
@@ -30,7 +29,7 @@ struct Pods {
     /// A pod failed since the last pass: pod creation backs off.
     newly_failed: bool,
     /// Pods still running (or about to).
-    active: Vec<Arc<Value>>,
+    active: Vec<Obj>,
     /// Deleted pods that have not finished yet.
     terminating: i64,
 }
@@ -58,7 +57,7 @@ pub(super) fn reconcile(
     state: &mut State,
     key: &JobKey,
 ) {
-    let Ok(job) = cluster.get(Kind::Job, &key.0, &key.1) else {
+    let Ok(job) = cluster.get(Kind::Job, &key.0, &key.1).map(|j| j.value()) else {
         state.timed.remove(key);
         release_orphans(cluster, state, key);
         return;
@@ -107,7 +106,7 @@ fn count_pods(pass: &Pass<'_>, state: &mut State) -> Pods {
         failed: status["failed"].as_i64().unwrap_or(0),
         ..Pods::default()
     };
-    let owned: Vec<Arc<Value>> = state
+    let owned: Vec<Obj> = state
         .pods_by_owner
         .get(&pass.uid)
         .map(|set| {
@@ -117,10 +116,10 @@ fn count_pods(pass: &Pass<'_>, state: &mut State) -> Pods {
         })
         .unwrap_or_default();
     for pod in owned {
-        let pod_uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_owned();
-        let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
-        let pod_deleting = pod["metadata"].get("deletionTimestamp").is_some();
-        let terminal = phase == "Succeeded" || phase == "Failed";
+        let pod_uid = pod.uid().to_owned();
+        let phase = pod.phase();
+        let pod_deleting = pod.deleting();
+        let terminal = phase != Phase::Other;
         if !terminal && !pod_deleting {
             pods.active.push(pod);
             continue;
@@ -128,7 +127,7 @@ fn count_pods(pass: &Pass<'_>, state: &mut State) -> Pods {
         if state.counted.insert(pod_uid) {
             // A pod deleted before it finished counts as failed, as with
             // real job tracking.
-            if phase == "Succeeded" {
+            if phase == Phase::Succeeded {
                 pods.succeeded += 1;
             } else {
                 pods.failed += 1;
@@ -310,11 +309,7 @@ fn record(pass: &Pass<'_>, type_: &str, reason: &str, message: &str) {
 
 /// Writes the status this pass computed, when it differs from the stored one.
 fn write_status(pass: &Pass<'_>, key: &JobKey, pods: &Pods, progress: Progress) {
-    let ready = pods
-        .active
-        .iter()
-        .filter(|p| condition_true(p, "Ready"))
-        .count();
+    let ready = pods.active.iter().filter(|p| pod_ready(p)).count();
     let mut status = serde_json::Map::new();
     if let Some(t) = progress.start_time {
         status.insert("startTime".into(), t);
@@ -357,4 +352,32 @@ fn finished_condition_time(conditions: &[Value]) -> Option<&str> {
 fn condition(ty: &str, reason: &str, message: &str, now: &str) -> Value {
     json!({"type": ty, "status": "True", "reason": reason, "message": message,
            "lastProbeTime": now, "lastTransitionTime": now})
+}
+
+/// Whether a pod has condition Ready with status True, reading only its
+/// conditions.
+fn pod_ready(pod: &Stored) -> bool {
+    #[derive(serde::Deserialize, Default)]
+    struct View {
+        #[serde(default)]
+        status: Status,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Status {
+        #[serde(default)]
+        conditions: Vec<Condition>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Condition {
+        #[serde(rename = "type", default)]
+        type_: String,
+        #[serde(default)]
+        status: String,
+    }
+    pod.view::<View>().is_some_and(|v| {
+        v.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
 }

@@ -57,7 +57,7 @@ fn env_from(cluster: &Cluster, ns: &str, from: &Value, out: &mut Env) -> Result<
     let ref_name = r["name"].as_str().unwrap_or("");
     match cluster.get(kind, ns, ref_name) {
         Ok(obj) => {
-            for (k, v) in data_of(kind, &obj) {
+            for (k, v) in data_of(kind, &obj.value()) {
                 set(out, format!("{prefix}{k}"), v);
             }
             Ok(())
@@ -126,7 +126,10 @@ fn key_ref(cluster: &Cluster, ns: &str, kind: Kind, r: &Value) -> Result<Option<
     let ref_key = r["key"].as_str().unwrap_or("");
     let optional = r["optional"] == true;
     match cluster.get(kind, ns, ref_name) {
-        Ok(obj) => match data_of(kind, &obj).into_iter().find(|(k, _)| k == ref_key) {
+        Ok(obj) => match data_of(kind, &obj.value())
+            .into_iter()
+            .find(|(k, _)| k == ref_key)
+        {
             Some((_, v)) => Ok(Some(v)),
             None if optional => Ok(None),
             None => Err(format!(

@@ -70,7 +70,7 @@ pub(super) async fn run_pod(kubelet: Kubelet, key: PodKey, ip: String, mut delet
         kubelet,
         key,
         ip,
-        pod: (*pod).clone(),
+        pod: pod.value(),
     };
     let script = script_of(run.cluster(), &run.pod);
     let mut containers = Containers {
@@ -86,7 +86,11 @@ pub(super) async fn run_pod(kubelet: Kubelet, key: PodKey, ip: String, mut delet
     } else {
         process::run_processes(&run, &mut containers, &mut deleted).await;
     }
-    finish_deletion(run.cluster(), &run.key, &mut deleted).await;
+    // A finished pod only waits for its deletion, in a task of its own: this
+    // task's state (pod, containers, the run's futures) is several KB, and
+    // thousands of finished pods wait.
+    let PodRun { kubelet, key, .. } = run;
+    tokio::spawn(async move { finish_deletion(&kubelet.cluster, &key, &mut deleted).await });
 }
 
 fn waiting(pod: &Value, list: &str, reason: &str) -> Vec<CStatus> {
@@ -105,7 +109,7 @@ fn script_of(cluster: &Cluster, pod: &Value) -> Script {
     {
         let (ns, _) = ns_name(pod);
         if let Ok(job) = cluster.get(Kind::Job, &ns, owner) {
-            anns.push(job["metadata"]["annotations"].clone());
+            anns.push(job.value()["metadata"]["annotations"].take());
         }
     }
     let get = |k: &str| anns.iter().find_map(|a| a[k].as_str().map(str::to_owned));

@@ -46,7 +46,7 @@ pub(super) async fn run_processes(run: &PodRun, c: &mut Containers, deleted: &mu
     let mut bound = run
         .cluster()
         .get(Kind::Pod, &run.key.0, &run.key.1)
-        .map(|p| (*p).clone())
+        .map(|p| p.value())
         .unwrap_or_else(|_| run.pod.clone());
     bound["status"]["podIP"] = json!(run.ip);
     let pod_dir = run.kubelet.config.root.join(&run.key.0).join(&run.key.1);

@@ -24,7 +24,7 @@ pub(super) struct Bound {
 
 /// What the bound pods of one node hold.
 #[derive(Debug, Default, Clone, Copy)]
-struct Usage {
+pub(super) struct Usage {
     cpu: i64,
     mem: i64,
     pods: i64,
@@ -160,22 +160,18 @@ pub(super) fn schedule(kubelet: &Kubelet, state: &mut State) {
     if state.pending.is_empty() {
         return;
     }
-    let mut used = node_usage(state);
     let queue: Vec<(u64, PodKey)> = std::mem::take(&mut state.pending).into_iter().collect();
     for (seq, key) in queue {
         let Ok(pod) = kubelet.cluster.get(Kind::Pod, &key.0, &key.1) else {
             continue;
         };
-        if pod["metadata"].get("deletionTimestamp").is_some() {
+        if pod.deleting() {
             continue;
         }
+        let pod = pod.value();
         let (cpu, mem) = requests(&pod);
-        match choose_node(&kubelet.config, &used, &pod, cpu, mem) {
+        match choose_node(&kubelet.config, &state.usage, &pod, cpu, mem) {
             Ok(node) => {
-                let u = used.entry(node.clone()).or_default();
-                u.cpu += cpu;
-                u.mem += mem;
-                u.pods += 1;
                 start(kubelet, state, key, &pod, Bound { node, cpu, mem });
             }
             Err(misses) => {
@@ -190,15 +186,17 @@ pub(super) fn schedule(kubelet: &Kubelet, state: &mut State) {
     }
 }
 
-fn node_usage(state: &State) -> HashMap<String, Usage> {
-    let mut used: HashMap<String, Usage> = HashMap::new();
-    for b in state.bound.values() {
-        let u = used.entry(b.node.clone()).or_default();
-        u.cpu += b.cpu;
-        u.mem += b.mem;
-        u.pods += 1;
+/// A pod stops holding room on its node (finished or deleted). The usage
+/// per node is kept as pods bind and release: summing every bound pod on
+/// each scheduling pass grew with the pods running.
+pub(super) fn release(state: &mut State, key: &PodKey) {
+    if let Some(b) = state.bound.remove(key) {
+        if let Some(u) = state.usage.get_mut(&b.node) {
+            u.cpu -= b.cpu;
+            u.mem -= b.mem;
+            u.pods -= 1;
+        }
     }
-    used
 }
 
 /// The node for a pod with these requests, or why none fits.
@@ -242,7 +240,18 @@ fn choose_node(
 fn start(kubelet: &Kubelet, state: &mut State, key: PodKey, pod: &Value, bound: Bound) {
     let node = bound.node.clone();
     state.unschedulable.remove(&key);
-    state.bound.insert(key.clone(), bound);
+    let u = state.usage.entry(node.clone()).or_default();
+    u.cpu += bound.cpu;
+    u.mem += bound.mem;
+    u.pods += 1;
+    if let Some(old) = state.bound.insert(key.clone(), bound) {
+        // Bound twice (never expected): the earlier placement's room goes.
+        if let Some(u) = state.usage.get_mut(&old.node) {
+            u.cpu -= old.cpu;
+            u.mem -= old.mem;
+            u.pods -= 1;
+        }
+    }
     state.next_ip += 1;
     let ip = format!(
         "10.244.{}.{}",

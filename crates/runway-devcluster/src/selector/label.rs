@@ -114,7 +114,17 @@ impl LabelSelector {
 
     /// Whether the labels (`metadata.labels`; `None` when absent) satisfy every requirement.
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
+        self.matches_with(|key| labels.and_then(|l| l.get(key)).map(Value::as_str))
+    }
+
+    /// Whether labels read through `label` satisfy every requirement:
+    /// `label(key)` is `None` when absent, `Some(None)` when not a string.
+    pub fn matches_with<'l>(&self, label: impl Fn(&str) -> Option<Option<&'l str>>) -> bool {
+        !self.nothing
+            && self
+                .requirements
+                .iter()
+                .all(|r| r.matches(label(r.key.as_str())))
     }
 
     /// The `key=value` terms (and single-value `in`) every match has: what a
@@ -234,14 +244,13 @@ impl fmt::Display for LabelSelector {
 // === impl Requirement ===
 
 impl Requirement {
-    fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
+    /// `label`: the label's value; `Some(None)` when it is not a string.
+    fn matches(&self, label: Option<Option<&str>>) -> bool {
         // A label whose value is not a string (never valid, but possible in
         // stored JSON) is present yet equal to no value.
-        let label = labels.and_then(|l| l.get(self.key.as_str()));
-        let Some(label) = label else {
+        let Some(text) = label else {
             return matches!(self.op, Op::NotEquals(_) | Op::NotIn(_) | Op::DoesNotExist);
         };
-        let text = label.as_str();
         match &self.op {
             Op::Equals(want) | Op::DoubleEquals(want) => text == Some(want.as_str()),
             Op::NotEquals(want) => text != Some(want.as_str()),

@@ -9,7 +9,7 @@ use hyper::Method;
 use super::routing::{Sub, Target};
 use super::{commit_then_fail, list, logs, parse_body, watch, ApiRequest, Shared};
 use crate::api::{with_type_meta, DeleteOptions, PatchRequest, Propagation};
-use crate::http::{add_warnings, json_response, Query, Resp};
+use crate::http::{add_warnings, json_bytes_response, json_response, Query, Resp};
 use crate::patch::PatchType;
 use crate::status::{ApiError, Cause, Resource};
 use crate::validate::fields::{self, FieldValidation};
@@ -39,7 +39,7 @@ pub(super) async fn collection(
             let dry_run = q.get("dryRun") == Some("All");
             let created = shared.cluster.create(kind, ns, obj, dry_run)?;
             commit_then_fail(shared)?;
-            let mut resp = json_response(201, &with_type_meta(kind, &created));
+            let mut resp = json_bytes_response(201, created.typed(kind).into());
             add_warnings(&mut resp, &warnings);
             Ok(resp)
         }
@@ -95,7 +95,7 @@ pub(super) async fn item(
         Method::DELETE if t.sub == Sub::None => return delete(shared, req, t).await,
         _ => return Err(ApiError::method_not_allowed()),
     };
-    let mut resp = json_response(code, &with_type_meta(t.kind, &obj));
+    let mut resp = json_bytes_response(code, obj.typed(t.kind).into());
     add_warnings(&mut resp, &warnings);
     Ok(resp)
 }

@@ -4,11 +4,13 @@
 use serde_json::{json, Value};
 
 use super::Shared;
-use crate::api::{ns_name, DeleteOptions};
-use crate::http::{json_response, Query, Resp};
+use bytes::Bytes;
+
+use crate::api::DeleteOptions;
+use crate::http::{json_bytes_response, Query, Resp};
 use crate::selector::{FieldKind, FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::store::{Key, ListQuery};
+use crate::store::{Key, ListQuery, Stored};
 use crate::validate::Kind;
 
 fn field_kind(kind: Kind) -> FieldKind {
@@ -36,8 +38,9 @@ impl Selectors {
         })
     }
 
-    pub(super) fn matches(&self, obj: &Value) -> bool {
-        self.label.matches(obj["metadata"]["labels"].as_object()) && self.field.matches(obj)
+    pub(super) fn matches(&self, obj: &Stored) -> bool {
+        self.label.matches_with(|key| obj.label(key))
+            && (self.field.is_empty() || self.field.matches(&obj.value()))
     }
 }
 
@@ -96,12 +99,29 @@ pub(super) fn list(
         meta["continue"] = json!(encode_continue(page.rev, next));
         meta["remainingItemCount"] = json!(page.remaining);
     }
-    let items: Vec<&Value> = page.items.iter().map(|o| o.as_ref()).collect();
-    Ok(json_response(
-        200,
-        &json!({"kind": list_kind_name(kind), "apiVersion": kind.api_version(),
-                "metadata": meta, "items": items}),
-    ))
+    let items = page.items.iter().map(|o| o.json());
+    Ok(json_bytes_response(200, list_body(kind, &meta, items)))
+}
+
+/// A list's JSON around items already serialized.
+fn list_body<'a>(kind: Kind, meta: &Value, items: impl Iterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"apiVersion\":\"");
+    out.extend_from_slice(kind.api_version().as_bytes());
+    out.extend_from_slice(b"\",\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"],\"kind\":\"");
+    out.extend_from_slice(list_kind_name(kind).as_bytes());
+    out.extend_from_slice(b"\",\"metadata\":");
+    // A Value always serializes.
+    let _ = serde_json::to_writer(&mut out, meta);
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 /// The revision to serve the list at (`None`: the current one) and the key
@@ -166,17 +186,17 @@ pub(super) fn delete_collection(
     )?;
     let mut items = Vec::new();
     for obj in page.items {
-        let (ns, name) = ns_name(&obj);
-        match shared.cluster.delete(kind, &ns, &name, opts) {
-            Ok(_) => items.push((*obj).clone()),
+        match shared
+            .cluster
+            .delete(kind, obj.namespace(), obj.name(), opts)
+        {
+            Ok(_) => items.push(obj),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
     let rev = shared.cluster.revision();
-    Ok(json_response(
-        200,
-        &json!({"kind": list_kind_name(kind), "apiVersion": kind.api_version(),
-                "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
-    ))
+    let meta = json!({"resourceVersion": rev.to_string()});
+    let items = items.iter().map(|o| o.json());
+    Ok(json_bytes_response(200, list_body(kind, &meta, items)))
 }

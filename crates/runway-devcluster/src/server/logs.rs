@@ -40,7 +40,7 @@ pub(super) async fn pod_log(
     name: &str,
     q: &Query,
 ) -> Result<Resp, ApiError> {
-    let pod = shared.cluster.get(Kind::Pod, namespace, name)?;
+    let pod = shared.cluster.get(Kind::Pod, namespace, name)?.value();
     let container = pick_container(&pod, name, q)?;
     let Some((lines, closed)) = shared.logs.read_from(namespace, name, &container, 0) else {
         let reason = pod["status"]["containerStatuses"]

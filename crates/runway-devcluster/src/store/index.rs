@@ -3,15 +3,13 @@
 //! `dagster/run-id=`), and by the uid of each of their owner references (the
 //! garbage collector's dependents).
 
-use std::collections::BTreeSet;
+use std::ops::Bound;
 
-use serde_json::Value;
-
-use super::{Key, Obj, Store};
+use super::{Key, KeySet, Obj, Store, Stored};
 use crate::validate::Kind;
 
 /// What no label index entry holds.
-static NO_KEYS: BTreeSet<Key> = BTreeSet::new();
+static NO_KEYS: KeySet = KeySet::Few(Vec::new());
 
 impl Store {
     /// Current objects of `kind` in `namespace` with an owner reference to
@@ -21,7 +19,7 @@ impl Store {
         self.by_owner
             .get(uid)
             .into_iter()
-            .flat_map(|keys| keys.range(&lo..))
+            .flat_map(|keys| keys.range_from(Bound::Included(&lo)))
             .take_while(|k| k.kind == kind as u8 && k.namespace == namespace)
             .filter_map(|k| self.objects.get(k).cloned())
             .collect()
@@ -29,7 +27,7 @@ impl Store {
 
     /// The index entry of the term with the fewest objects; `None` when
     /// there are no terms (scan the kind).
-    pub(super) fn rarest(&self, terms: &[(&str, &str)]) -> Option<&BTreeSet<Key>> {
+    pub(super) fn rarest(&self, terms: &[(&str, &str)]) -> Option<&KeySet> {
         terms
             .iter()
             .map(|(k, v)| {
@@ -41,8 +39,8 @@ impl Store {
             .min_by_key(|keys| keys.len())
     }
 
-    pub(super) fn index(&mut self, key: &Key, obj: &Value) {
-        for (k, v) in labels_of(obj) {
+    pub(super) fn index(&mut self, key: &Key, obj: &Stored) {
+        for (k, v) in obj.labels() {
             self.by_label
                 .entry(k.to_owned())
                 .or_default()
@@ -58,8 +56,8 @@ impl Store {
         }
     }
 
-    pub(super) fn unindex(&mut self, key: &Key, obj: &Value) {
-        for (k, v) in labels_of(obj) {
+    pub(super) fn unindex(&mut self, key: &Key, obj: &Stored) {
+        for (k, v) in obj.labels() {
             if let Some(values) = self.by_label.get_mut(k) {
                 if let Some(keys) = values.get_mut(v) {
                     keys.remove(key);
@@ -83,19 +81,6 @@ impl Store {
     }
 }
 
-/// String-valued labels; anything else is equal to no selector value.
-fn labels_of(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
-    obj["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-}
-
-fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["uid"].as_str())
+fn owner_uids(obj: &Stored) -> impl Iterator<Item = &str> {
+    obj.owners().iter().map(|o| &*o.uid)
 }

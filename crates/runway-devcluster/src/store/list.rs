@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
-use super::{too_old, Key, ListPage, ListQuery, Obj, Store};
+use super::{too_old, Key, ListPage, ListQuery, Obj, Store, Stored};
 use crate::status::ApiError;
 use crate::validate::Kind;
 
@@ -15,7 +13,7 @@ impl Store {
     pub fn list(
         &self,
         q: &ListQuery<'_>,
-        mut keep: impl FnMut(&Value) -> bool,
+        mut keep: impl FnMut(&Stored) -> bool,
     ) -> Result<ListPage, ApiError> {
         let at = q.at.unwrap_or(self.rev);
         if at > self.rev {
@@ -39,7 +37,7 @@ impl Store {
             Box::new(snapshot.range(range))
         } else if let Some(keys) = self.rarest(q.labels) {
             Box::new(
-                keys.range(range)
+                keys.range_from(range.0.as_ref())
                     .filter_map(|k| self.objects.get_key_value(k)),
             )
         } else {
@@ -104,7 +102,8 @@ impl Store {
     }
 }
 
-fn has_labels(obj: &Value, terms: &[(&str, &str)]) -> bool {
-    let labels = &obj["metadata"]["labels"];
-    terms.iter().all(|(k, v)| labels[*k].as_str() == Some(*v))
+fn has_labels(obj: &Stored, terms: &[(&str, &str)]) -> bool {
+    terms
+        .iter()
+        .all(|(k, v)| obj.label(k).flatten() == Some(*v))
 }

@@ -33,7 +33,8 @@ fn one_revision_across_kinds_and_conflicts() {
         .unwrap_err();
     assert_eq!((stale.code, stale.reason), (409, "Conflict"));
     let ok = s.update(Kind::Job, obj("ns", "a"), Some(a.rev)).unwrap();
-    assert_eq!(object_rev(&ok.object), Some(b.rev + 1));
+    assert_eq!(object_rev(&ok.object.value()), Some(b.rev + 1));
+    assert_eq!(ok.object.rev(), b.rev + 1);
     assert_eq!(s.remove(Kind::Job, "ns", "missing").unwrap_err().code, 404);
 }
 
@@ -70,7 +71,7 @@ fn pagination_snapshots_and_compaction() {
         )
         .unwrap();
     assert_eq!(rest.items.len(), 1);
-    assert_eq!(rest.items[0]["metadata"]["name"], "d");
+    assert_eq!(rest.items[0].value()["metadata"]["name"], "d");
 
     s.remove(Kind::ConfigMap, "ns", "a").unwrap();
     // The snapshot before the delete still has four objects.
@@ -130,12 +131,13 @@ fn kind_of(k: u8) -> Kind {
 fn names(items: &[Obj]) -> Vec<String> {
     items
         .iter()
+        .map(|o| o.value())
         .map(|o| format!("{}/{}", o["metadata"]["namespace"], o["metadata"]["name"]))
         .collect()
 }
 
 /// Every page of a list, following `next` at the first page's revision.
-fn all_pages(s: &Store, q: ListQuery<'_>, keep: impl Fn(&Value) -> bool) -> Vec<Obj> {
+fn all_pages(s: &Store, q: ListQuery<'_>, keep: impl Fn(&Stored) -> bool) -> Vec<Obj> {
     let mut items = Vec::new();
     let mut after: Option<Key> = None;
     let mut at = q.at;
@@ -201,7 +203,9 @@ proptest::proptest! {
             terms.iter().map(|(k, v)| (format!("k{k}"), format!("v{v}"))).collect();
         let terms: Vec<(&str, &str)> =
             owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let matches = |o: &Value| {
+        // Read from the object's JSON, not the indexed fields under test.
+        let matches = |o: &Stored| {
+            let o = o.value();
             terms.iter().all(|(k, v)| o["metadata"]["labels"][*k].as_str() == Some(*v))
         };
         for kind in [Kind::Pod, Kind::Job] {
@@ -218,7 +222,7 @@ proptest::proptest! {
                         &s,
                         ListQuery { namespace: Some(ns), ..all(kind) },
                         |o| {
-                            o["metadata"]["ownerReferences"]
+                            o.value()["metadata"]["ownerReferences"]
                                 .as_array()
                                 .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
                         },
@@ -271,4 +275,47 @@ fn label_terms_filter_snapshots_too() {
         )
         .unwrap();
     assert!(none.items.is_empty());
+}
+
+#[test]
+fn stored_objects_answer_with_type_meta_and_their_indexed_fields() {
+    let v = json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                    "labels": {"a": "1", "odd": 2}, "finalizers": ["f"],
+                    "ownerReferences": [{"kind": "Job", "name": "j", "uid": "ju", "controller": true}]},
+                   "spec": {"nodeName": "n"}, "status": {"phase": "Failed"}});
+    let s = Stored::new(&v);
+    let mut typed: Value = serde_json::from_slice(&s.typed(Kind::Pod)).unwrap();
+    assert_eq!(
+        (typed["kind"].take(), typed["apiVersion"].take()),
+        (json!("Pod"), json!("v1"))
+    );
+    typed.as_object_mut().unwrap().retain(|_, x| !x.is_null());
+    assert_eq!(typed, v);
+    assert_eq!(s.value(), v);
+    assert_eq!(
+        (s.namespace(), s.name(), s.uid(), s.rev()),
+        ("ns", "p", "u", 7)
+    );
+    assert_eq!(
+        (s.label("a"), s.label("odd"), s.label("b")),
+        (Some(Some("1")), Some(None), None)
+    );
+    assert!(s.bound() && !s.deleting() && s.phase() == Phase::Failed && s.has_finalizer("f"));
+    assert_eq!(&*s.owners()[0].uid, "ju");
+    let empty = Stored::new(&json!({}));
+    assert_eq!(
+        empty.typed(Kind::Job),
+        br#"{"apiVersion":"batch/v1","kind":"Job"}"#.to_vec()
+    );
+
+    // A new version with the same names, labels and owners shares them; a
+    // changed label does not.
+    let mut next = v.clone();
+    next["status"]["phase"] = json!("Succeeded");
+    let n = Stored::next(&next, Some(&s));
+    assert!(n.same_index(&s) && n.phase() == Phase::Succeeded);
+    next["metadata"]["labels"]["a"] = json!("2");
+    let changed = Stored::next(&next, Some(&n));
+    assert!(!changed.same_index(&n));
+    assert_eq!(changed.label("a"), Some(Some("2")));
 }

@@ -124,7 +124,7 @@ async fn everything_stored_is_declared_by_the_schema() {
     let (lists, _) = dev.cluster().snapshot_and_subscribe(&kinds);
     for (kind, objects) in kinds.into_iter().zip(lists) {
         for obj in objects {
-            let unknown = take_unknown(kind, &mut (*obj).clone());
+            let unknown = take_unknown(kind, &mut obj.value());
             assert!(unknown.is_empty(), "{kind:?}: {:?}", unknown.paths());
         }
     }

@@ -50,20 +50,17 @@ pub(super) fn record_completions(dev: &DevCluster) -> (Times, tokio::task::JoinH
                 if e.kind != Kind::Job {
                     continue;
                 }
-                let done = e.object["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c["type"] == "Complete" && c["status"] == "True")
-                    });
+                let job = e.object.value();
+                let done = job["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Complete" && c["status"] == "True")
+                });
                 if done {
-                    if let Some(name) = e.object["metadata"]["name"].as_str() {
-                        completed_at
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(name.to_owned())
-                            .or_insert_with(Instant::now);
-                    }
+                    completed_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(e.object.name().to_owned())
+                        .or_insert_with(Instant::now);
                 }
             }
         })
