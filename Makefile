@@ -70,7 +70,7 @@ bench:
 	@mkdir -p target/bench
 	$(PY) benches/compare_render.py --runway target/release/runway --callgrind --out target/bench/render.jsonl
 	$(CARGO) bench -p runway-core --bench render
-	$(CARGO) bench -p runway-devcluster --bench devcluster
+	$(CARGO) bench -p runway-devcluster --bench devcluster | tee target/bench/devcluster.jsonl
 	target/release/runway bench index --runs 100000 | tee target/bench/index.jsonl
 	target/release/runway bench launch --python .venv/bin/python | tee target/bench/launch.jsonl
 	target/release/runway bench publish --python .venv/bin/python | tee target/bench/publish.jsonl

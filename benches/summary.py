@@ -3,7 +3,7 @@
 the same run), their ratio, the goal of issue 20 and whether it is met.
 
 Reads the JSON lines the benches wrote into a directory (render.jsonl, launch.jsonl,
-publish.jsonl, worker.jsonl) and prints a Markdown table, also written to summary.md there.
+publish.jsonl, worker.jsonl, devcluster.jsonl) and prints a Markdown table, also written to summary.md there.
 
 Usage: benches/summary.py target/bench
 """
@@ -135,6 +135,24 @@ def worker(t: Table, rows: list[dict]):
                   unit=" µs", goal=300.0, higher=False)
 
 
+# Bytes per stored object the dev cluster held with serde_json maps (its bench,
+# 2026-12-06, before the compact store): the goal is 5x less.
+DEVCLUSTER_BYTES_BEFORE = 28_626
+
+
+def devcluster(t: Table, rows: list[dict]):
+    r = find(rows, bench="devcluster")
+    if not r:
+        return
+    t.add("dev cluster Job creates/s, a watch open, every pod completing", r["creates_per_s"],
+          unit="/s", goal=10_000)
+    t.add("dev cluster Jobs completed/s (every pod done)", r["jobs_completed_per_s"], unit="/s")
+    now = r["bytes_per_stored_object"]
+    t.add(f"dev cluster bytes per stored object (RSS; {DEVCLUSTER_BYTES_BEFORE:,} with serde_json maps)",
+          now, unit=" B", goal=DEVCLUSTER_BYTES_BEFORE / 5, higher=False,
+          ratio=DEVCLUSTER_BYTES_BEFORE / now if now else None)
+
+
 def breakdown(folder: str) -> list[str]:
     """Per-component CPU per operation of every phase that has it."""
     out = ["", "CPU per operation by component, µs (Runway's own threads, the dev cluster, "
@@ -158,6 +176,7 @@ def main() -> int:
     launch(t, lines(folder, "launch"))
     publish(t, lines(folder, "publish"))
     worker(t, lines(folder, "worker"))
+    devcluster(t, lines(folder, "devcluster"))
     stamp = (f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
              f"{platform.machine()}, {os.cpu_count()} cores")
     text = ["Runway vs the Python peer, one `make bench` run; " + stamp, ""]

@@ -27,7 +27,7 @@ mod typed;
 mod write;
 
 pub use delete::{DeleteOptions, Deleted, Propagation};
-pub use typed::{with_type_meta, Typed};
+pub use typed::with_type_meta;
 pub use write::{PatchRequest, Patched};
 
 /// Capacity of the watch fan-out. A watcher that falls this far behind is
@@ -45,9 +45,11 @@ pub struct Cluster {
     events: broadcast::Sender<Arc<Event>>,
     pub clock: Clock,
     rng: Mutex<u64>,
-    /// Event objects by (namespace, involved uid, reason, message): their names,
-    /// so repeats bump `count` as the real event recorder does.
-    event_names: Mutex<HashMap<(String, String, String, String), String>>,
+    /// Event names by a hash of (namespace, involved uid, reason, message),
+    /// so repeats bump `count` as the real event recorder does. A hash, not
+    /// the four strings: one entry per Event ever recorded, and a hit is
+    /// checked against the stored Event.
+    event_names: Mutex<HashMap<u64, Vec<Box<str>>>>,
 }
 
 impl Cluster {

@@ -307,6 +307,7 @@ fn too_old(rev: u64, compacted: u64) -> ApiError {
 mod index;
 mod keyset;
 mod list;
+mod meta;
 mod stored;
 
 use keyset::KeySet;

@@ -21,19 +21,8 @@ impl Cluster {
         let (ns, name) = ns_name(obj);
         let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_owned();
         let now = self.clock.now_rfc3339();
-        let key = (
-            ns.clone(),
-            uid.clone(),
-            reason.to_owned(),
-            message.to_owned(),
-        );
-        let existing = self
-            .event_names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        if let Some(event_name) = existing {
+        let key = event_key(&ns, &uid, reason, message);
+        if let Some(event_name) = self.find_event(key, &ns, &uid, reason, message) {
             let bumped = self.update_status_with(Kind::Event, &ns, &event_name, |e| {
                 let count = e["count"].as_i64().unwrap_or(1) + 1;
                 e["count"] = json!(count);
@@ -60,7 +49,39 @@ impl Cluster {
             self.event_names
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(key, event_name);
+                .entry(key)
+                .or_default()
+                .push(event_name.into());
         }
     }
+
+    /// The recorded Event with this identity, if it still exists.
+    fn find_event(
+        &self,
+        key: u64,
+        ns: &str,
+        uid: &str,
+        reason: &str,
+        message: &str,
+    ) -> Option<String> {
+        let names = self
+            .event_names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned()?;
+        names.iter().find_map(|name| {
+            let event = self.get(Kind::Event, ns, name).ok()?.value();
+            let same = event["involvedObject"]["uid"] == uid
+                && event["reason"] == reason
+                && event["message"] == message;
+            same.then(|| name.to_string())
+        })
+    }
+}
+
+/// The hash of an Event's identity (fixed keys: the same in every run).
+fn event_key(ns: &str, uid: &str, reason: &str, message: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one((ns, uid, reason, message))
 }

@@ -22,19 +22,51 @@ fn uids_are_version_4_and_follow_the_seed() {
 }
 
 #[test]
-fn typed_serializes_exactly_like_with_type_meta() {
-    let objects = [
-        json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "status": {}}),
-        json!({"data": {"k": "v"}, "metadata": {"name": "b"}, "type": "Opaque"}),
-        json!({"apiVersion": "stale", "kind": "Stale", "metadata": {}}),
-        json!({"involvedObject": {"kind": "Pod"}, "message": "m", "reason": "r"}),
-    ];
-    for kind in [Kind::Job, Kind::Pod, Kind::Secret, Kind::Event] {
-        for o in &objects {
-            assert_eq!(
-                serde_json::to_string(&Typed(kind, o)).unwrap(),
-                serde_json::to_string(&with_type_meta(kind, o)).unwrap()
-            );
-        }
+fn repeated_events_are_counted_on_one_event_object() {
+    let c = Cluster::new(StoreConfig::default(), Clock::virtual_at(0), 7);
+    let pod = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u-1"}});
+    let other = json!({"metadata": {"name": "q", "namespace": "default", "uid": "u-2"}});
+    for _ in 0..3 {
+        c.record_event(Kind::Pod, &pod, "Normal", "Pulled", "pulled", "kubelet");
     }
+    c.record_event(
+        Kind::Pod,
+        &pod,
+        "Normal",
+        "Pulled",
+        "pulled again",
+        "kubelet",
+    );
+    c.record_event(Kind::Pod, &other, "Normal", "Pulled", "pulled", "kubelet");
+    let q = ListQuery {
+        kind: Kind::Event,
+        namespace: Some("default"),
+        at: None,
+        after: None,
+        limit: 0,
+        labels: &[],
+    };
+    let mut seen: Vec<(String, String, i64)> = c
+        .list(&q, |_| true)
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.value())
+        .map(|e| {
+            (
+                e["involvedObject"]["uid"].as_str().unwrap().to_owned(),
+                e["message"].as_str().unwrap().to_owned(),
+                e["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("u-1".into(), "pulled".into(), 3),
+            ("u-1".into(), "pulled again".into(), 1),
+            ("u-2".into(), "pulled".into(), 1),
+        ]
+    );
 }

@@ -238,11 +238,39 @@ impl Cluster {
         name: &str,
         f: impl FnOnce(&mut Value),
     ) -> Result<Obj, ApiError> {
+        self.modify(kind, namespace, name, None, f)
+    }
+
+    /// [`Cluster::update_status_with`] on `base`, the object as the caller
+    /// parsed it at a revision: used as is when the object has not changed
+    /// since (parsing it again was a good part of a Job reconcile).
+    pub fn update_status_from(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        base: (u64, Value),
+        f: impl FnOnce(&mut Value),
+    ) -> Result<Obj, ApiError> {
+        self.modify(kind, namespace, name, Some(base), f)
+    }
+
+    fn modify(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        base: Option<(u64, Value)>,
+        f: impl FnOnce(&mut Value),
+    ) -> Result<Obj, ApiError> {
         let mut store = self.lock();
         let old = store
             .get(kind, namespace, name)
             .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
-        let mut new = old.value();
+        let mut new = match base {
+            Some((rev, value)) if rev == old.rev() => value,
+            _ => old.value(),
+        };
         f(&mut new);
         // Stored JSON is `new` serialized before the change: equal bytes
         // mean nothing changed (keys are sorted, numbers print one way).

@@ -57,12 +57,13 @@ pub(super) fn reconcile(
     state: &mut State,
     key: &JobKey,
 ) {
-    let Ok(job) = cluster.get(Kind::Job, &key.0, &key.1).map(|j| j.value()) else {
+    let Ok(stored) = cluster.get(Kind::Job, &key.0, &key.1) else {
         state.timed.remove(key);
         release_orphans(cluster, state, key);
         return;
     };
     let now = cluster.clock.now_ms();
+    let job = stored.value();
     let pass = Pass {
         cluster,
         config,
@@ -95,7 +96,13 @@ pub(super) fn reconcile(
         Some(at) => state.timed.insert(key.clone(), at),
         None => state.timed.remove(key),
     };
-    write_status(&pass, key, &pods, progress);
+    if let Some(status) = new_status(&pass, &pods, progress) {
+        // The Job as parsed above is the base of the write unless it
+        // changed meanwhile.
+        let _ = cluster.update_status_from(Kind::Job, &key.0, &key.1, (stored.rev(), job), |j| {
+            j["status"] = status;
+        });
+    }
 }
 
 /// Counts finished pods into the Job and releases their tracking finalizer.
@@ -307,8 +314,8 @@ fn record(pass: &Pass<'_>, type_: &str, reason: &str, message: &str) {
         .record_event(Kind::Job, pass.job, type_, reason, message, COMPONENT);
 }
 
-/// Writes the status this pass computed, when it differs from the stored one.
-fn write_status(pass: &Pass<'_>, key: &JobKey, pods: &Pods, progress: Progress) {
+/// The status this pass computed, when it differs from the stored one.
+fn new_status(pass: &Pass<'_>, pods: &Pods, progress: Progress) -> Option<Value> {
     let ready = pods.active.iter().filter(|p| pod_ready(p)).count();
     let mut status = serde_json::Map::new();
     if let Some(t) = progress.start_time {
@@ -333,13 +340,7 @@ fn write_status(pass: &Pass<'_>, key: &JobKey, pods: &Pods, progress: Progress) 
         status.insert("conditions".into(), Value::Array(progress.conditions));
     }
     let status = Value::Object(status);
-    if pass.job["status"] != status {
-        let _ = pass
-            .cluster
-            .update_status_with(Kind::Job, &key.0, &key.1, |j| {
-                j["status"] = status;
-            });
-    }
+    (pass.job["status"] != status).then_some(status)
 }
 
 fn finished_condition_time(conditions: &[Value]) -> Option<&str> {

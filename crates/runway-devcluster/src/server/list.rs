@@ -99,12 +99,12 @@ pub(super) fn list(
         meta["continue"] = json!(encode_continue(page.rev, next));
         meta["remainingItemCount"] = json!(page.remaining);
     }
-    let items = page.items.iter().map(|o| o.json());
+    let items = page.items.iter().map(|o| &**o);
     Ok(json_bytes_response(200, list_body(kind, &meta, items)))
 }
 
 /// A list's JSON around items already serialized.
-fn list_body<'a>(kind: Kind, meta: &Value, items: impl Iterator<Item = &'a [u8]>) -> Bytes {
+fn list_body<'a>(kind: Kind, meta: &Value, items: impl Iterator<Item = &'a Stored>) -> Bytes {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"apiVersion\":\"");
     out.extend_from_slice(kind.api_version().as_bytes());
@@ -113,7 +113,7 @@ fn list_body<'a>(kind: Kind, meta: &Value, items: impl Iterator<Item = &'a [u8]>
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(item);
+        item.write_json(&mut out);
     }
     out.extend_from_slice(b"],\"kind\":\"");
     out.extend_from_slice(list_kind_name(kind).as_bytes());
@@ -197,6 +197,6 @@ pub(super) fn delete_collection(
     }
     let rev = shared.cluster.revision();
     let meta = json!({"resourceVersion": rev.to_string()});
-    let items = items.iter().map(|o| o.json());
+    let items = items.iter().map(|o| &**o);
     Ok(json_bytes_response(200, list_body(kind, &meta, items)))
 }

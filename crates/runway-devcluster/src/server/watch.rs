@@ -222,7 +222,7 @@ async fn stream(
 /// One watch event line of a stored object: its stored JSON with the type
 /// meta, copied, not serialized again.
 fn object_line(ty: &str, kind: Kind, obj: &Stored) -> Bytes {
-    let mut line = Vec::with_capacity(obj.json().len() + 96);
+    let mut line = Vec::with_capacity(2048);
     line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(ty.as_bytes());
     line.extend_from_slice(b"\",\"object\":");
