@@ -24,12 +24,39 @@ const STORES: &[(&str, &str)] = &[
 ];
 
 /// A runtime whose threads are named for the component they run.
-pub fn runtime(name: &str, threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+pub fn runtime(name: &str, threads: usize) -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .thread_name(name)
         .enable_all()
         .build()
+        .map(|rt| Runtime(Some(rt)))
+}
+
+/// A component's runtime, let go in the background when dropped: the
+/// benches drop them inside the load generator's runtime, where a plain
+/// drop (which waits for the threads) is refused with a panic, on every
+/// path out, errors included.
+#[derive(Debug)]
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Runtime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        // Only Drop takes it out.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("runtime used after drop"))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Runs `fut` to completion on `rt`, so every task it spawns (servers,
@@ -216,6 +243,5 @@ mod tests {
         let spent = before.until(&Sample::take());
         assert!(spent.get(LOAD).copied().unwrap_or(0.0) >= 0.05, "{spent:?}");
         assert!(!spent.contains_key(SERVE), "{spent:?}");
-        rt.shutdown_background();
     }
 }

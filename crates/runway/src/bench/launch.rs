@@ -116,8 +116,9 @@ impl Case {
 /// apart (`bench::cpu`): the dev cluster and serve. The load runs on the
 /// caller's runtime.
 struct Parts {
-    cluster_rt: tokio::runtime::Runtime,
-    serve_rt: tokio::runtime::Runtime,
+    /// Kept for as long as the parts run on them (dropped in the background).
+    _cluster_rt: cpu::Runtime,
+    _serve_rt: cpu::Runtime,
     dev: runway_devcluster::DevCluster,
     serve: ServeHandle,
     kubeconfig: PathBuf,
@@ -135,8 +136,8 @@ async fn start_parts(dir: &Path) -> Result<Parts, Error> {
         .await
         .map_err(Error::Setup)??;
     Ok(Parts {
-        cluster_rt,
-        serve_rt,
+        _cluster_rt: cluster_rt,
+        _serve_rt: serve_rt,
         dev,
         serve,
         kubeconfig,
@@ -148,12 +149,10 @@ pub async fn run(bench: &LaunchBench) -> Result<Vec<Value>, Error> {
     let dir = std::env::temp_dir().join(format!("runway-bench-launch-{}", std::process::id()));
     let parts = start_parts(&dir).await?;
     let result = measure(bench, &parts).await;
-    parts.serve.shutdown().await?;
+    let stopped = parts.serve.shutdown().await;
     parts.dev.shutdown().await;
-    // Dropping a runtime inside another's context is refused; let them go.
-    parts.serve_rt.shutdown_background();
-    parts.cluster_rt.shutdown_background();
     let _ = std::fs::remove_dir_all(&dir);
+    stopped?;
     result
 }
 

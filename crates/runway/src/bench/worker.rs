@@ -98,9 +98,6 @@ pub async fn run(b: &WorkerBench) -> Result<Vec<Value>, Error> {
     std::fs::write(&setup_file, made.to_string()).map_err(setup)?;
     let result = measure(b, &made, &kubeconfig, &py, &script, &setup_file, &worker_rt).await;
     dev.shutdown().await;
-    // Dropping a runtime inside another's context is refused; let them go.
-    worker_rt.shutdown_background();
-    cluster_rt.shutdown_background();
     let sf = setup_file.display().to_string();
     let _ = python(&py, &script, &["drop", "--setup", &sf]);
     let _ = std::fs::remove_dir_all(&dir);
@@ -182,13 +179,14 @@ async fn measure(
     let phase = cpu::Phase::start();
     let started = Instant::now();
     let (waits, published) = driver.publish(tasks, None).await?;
-    let states = collect(waits).await?;
+    let done = collect(waits).await?;
     let took = secs(started);
     let lat = sorted(latencies());
     let mut lines = vec![json!({
         "bench": "worker", "impl": "runway", "what": "steps at saturation (latency is queueing)",
         "steps": b.steps, "concurrency": b.concurrency,
-        "states": states, "publish_seconds": published.as_secs_f64(),
+        "states": done.states, "failures": done.failures,
+        "publish_seconds": published.as_secs_f64(),
         "steps_per_s": b.steps as f64 / took,
         "completion_to_result_p50_ms": pct(&lat, 0.5) * 1e3,
         "completion_to_result_p99_ms": pct(&lat, 0.99) * 1e3,
@@ -203,11 +201,11 @@ async fn measure(
         let before = latencies().len();
         let phase = cpu::Phase::start();
         let (waits, _) = driver.publish(tasks, Some(rate)).await?;
-        let states = collect(waits).await?;
+        let done = collect(waits).await?;
         let lat = sorted(latencies().split_off(before));
         let mut line = json!({
             "bench": "worker", "impl": "runway", "what": "steps paced", "rate_per_s": rate,
-            "steps": n, "states": states,
+            "steps": n, "states": done.states, "failures": done.failures,
             "completion_to_result_p50_ms": pct(&lat, 0.5) * 1e3,
             "completion_to_result_p99_ms": pct(&lat, 0.99) * 1e3,
         });

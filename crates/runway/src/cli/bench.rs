@@ -40,7 +40,7 @@ pub enum Bench {
 
 /// The load generator's runtime: its threads are named, so its CPU is told
 /// apart from the service's (`runway::bench::cpu`).
-fn load_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn load_runtime() -> anyhow::Result<runway::bench::cpu::Runtime> {
     runway::bench::cpu::runtime(runway::bench::cpu::LOAD, 2).context("starting the async runtime")
 }
 

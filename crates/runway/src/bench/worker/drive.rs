@@ -117,9 +117,17 @@ fn ready(meta: &Option<String>) -> bool {
         .is_some_and(|s| matches!(s.as_str(), "SUCCESS" | "FAILURE" | "REVOKED"))
 }
 
+/// The final results of a phase: counts by state, and what the first few
+/// failures said (a bench that fails steps says why).
+#[derive(Debug, Default)]
+pub(super) struct Collected {
+    pub(super) states: HashMap<String, usize>,
+    pub(super) failures: Vec<Value>,
+}
+
 /// Waits for every final result; counts them by state.
-pub(super) async fn collect(waits: Vec<ResultWait>) -> Result<HashMap<String, usize>, Error> {
-    let mut states: HashMap<String, usize> = HashMap::new();
+pub(super) async fn collect(waits: Vec<ResultWait>) -> Result<Collected, Error> {
+    let mut out = Collected::default();
     for mut w in waits {
         let meta = tokio::time::timeout(Duration::from_secs(600), w.rx.wait_for(ready))
             .await
@@ -127,9 +135,14 @@ pub(super) async fn collect(waits: Vec<ResultWait>) -> Result<HashMap<String, us
             .map_err(setup)?
             .clone()
             .unwrap_or_default();
-        *states.entry(status(&meta).unwrap_or_default()).or_default() += 1;
+        let state = status(&meta).unwrap_or_default();
+        if state != "SUCCESS" && out.failures.len() < 3 {
+            let result = serde_json::from_str::<Value>(&meta).map(|m| m["result"].clone());
+            out.failures.push(result.unwrap_or(Value::String(meta)));
+        }
+        *out.states.entry(state).or_default() += 1;
     }
-    Ok(states)
+    Ok(out)
 }
 
 /// Wall time since `since`, in seconds.
