@@ -371,14 +371,14 @@ fn pod_ready(pod: &Stored) -> bool {
     #[derive(serde::Deserialize)]
     struct Condition {
         #[serde(rename = "type", default)]
-        type_: String,
+        type_: Option<String>,
         #[serde(default)]
-        status: String,
+        status: Option<String>,
     }
     pod.view::<View>().is_some_and(|v| {
         v.status
             .conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .any(|c| c.type_.as_deref() == Some("Ready") && c.status.as_deref() == Some("True"))
     })
 }

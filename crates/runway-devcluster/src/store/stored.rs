@@ -195,10 +195,6 @@ impl Stored {
         self.finalizers.iter().any(|f| &**f == name)
     }
 
-    pub fn has_finalizers(&self) -> bool {
-        !self.finalizers.is_empty()
-    }
-
     /// `metadata.deletionTimestamp` is set.
     pub fn deleting(&self) -> bool {
         self.deleting
