@@ -143,7 +143,7 @@ fn resync(
         observe(state, Kind::Pod, EventType::Added, &pod);
     }
     for job in lists.next().unwrap_or_default() {
-        state.dirty.insert(key_of(&job));
+        state.dirty.insert(job.key());
     }
     rx
 }
@@ -151,16 +151,16 @@ fn resync(
 fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Stored) {
     match kind {
         Kind::Job => {
-            state.dirty.insert(key_of(obj));
+            state.dirty.insert(obj.key());
         }
         Kind::Pod => {
             let Some((owner_uid, owner_name)) = controller_owner(obj) else {
                 if ty != EventType::Deleted && has_tracking_finalizer(obj) {
-                    state.orphans.insert(key_of(obj));
+                    state.orphans.insert(obj.key());
                 }
                 return;
             };
-            let (ns, name) = key_of(obj);
+            let (ns, name) = obj.key();
             state
                 .owner_uid
                 .insert((ns.clone(), owner_name.clone()), owner_uid.clone());
@@ -174,10 +174,6 @@ fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Stored) {
         }
         _ => {}
     }
-}
-
-fn key_of(obj: &Stored) -> JobKey {
-    (obj.namespace().to_owned(), obj.name().to_owned())
 }
 
 /// Whether `obj` (a Job or a Pod) has condition `ty` with status True.

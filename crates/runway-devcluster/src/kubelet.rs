@@ -208,7 +208,7 @@ fn resync(
     let pods = lists.into_iter().next().unwrap_or_default();
     state.pending.clear();
     for pod in pods {
-        let key = key_of(&pod);
+        let key = pod.key();
         if !pod.bound() && !pod.deleting() {
             state.next_seq += 1;
             state.pending.insert(state.next_seq, key);
@@ -218,7 +218,7 @@ fn resync(
 }
 
 fn observe(cluster: &Cluster, logs: &LogStore, state: &mut State, ty: EventType, pod: &Stored) {
-    let key = key_of(pod);
+    let key = pod.key();
     let unbound = !pod.bound();
     match ty {
         EventType::Added if unbound => {
@@ -255,10 +255,6 @@ fn observe(cluster: &Cluster, logs: &LogStore, state: &mut State, ty: EventType,
             }
         }
     }
-}
-
-fn key_of(pod: &Stored) -> PodKey {
-    (pod.namespace().to_owned(), pod.name().to_owned())
 }
 
 #[cfg(test)]

@@ -100,6 +100,18 @@ pub fn process(
     process_at(ty, value, &At::Root(at), env, mode)
 }
 
+/// [`process`] of a closed shape over an object already in hand: the map
+/// itself, with no `Value` around it to build or take apart.
+pub fn process_shape(
+    fields: &[Field],
+    obj: &Map,
+    at: &str,
+    env: &dyn Env,
+    mode: Mode,
+) -> Result<Map, Error> {
+    process_fields(fields, true, obj, &At::Root(at), env, mode)
+}
+
 /// [`process`] with the field path kept unrendered until an error needs it.
 fn process_at(
     ty: &Ty,

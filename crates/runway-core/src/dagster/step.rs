@@ -1,18 +1,20 @@
 //! The kwargs of an `execute_step_k8s_job` Celery task, and the step Job they
 //! describe (dagster-celery-k8s's task body up to `create_namespaced_job`).
 
+mod args;
 mod zlib;
 
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::config::{dflt, opt, process, req, Field, Mode, Ty};
+use super::config::{dflt, opt, process, process_shape, req, Field, Mode, Ty};
 use super::rules::Rules;
 use super::version::Target;
 use super::{names, pyfmt, Env, Error};
 use crate::k8s::config::schema::ids;
 use crate::k8s::config::{merge_user_configs, path, snake_case_dict, Map, UserConfig};
 use crate::k8s::job::JobConfig;
+use args::{entry_point, normalize_step_args, retry_attempt, str_field};
 use zlib::zlib_compress;
 
 /// A step Job request derived from the task kwargs alone.
@@ -69,6 +71,9 @@ const KWARG_FIELDS: &[Field] = &[
     dflt("kubeconfig_file", Ty::Noneable(&Ty::Str), "null"),
 ];
 
+/// Where the kwargs' fields are named from in errors.
+const AT: &str = "task_kwargs";
+
 struct NoEnv;
 impl Env for NoEnv {
     fn var(&self, _: &str) -> Option<String> {
@@ -79,15 +84,30 @@ impl Env for NoEnv {
 impl StepTask {
     /// Reads the kwargs exactly as the task signature of `target` takes them.
     pub fn from_kwargs(kwargs: &Value, target: &Target) -> Result<StepTask, Error> {
-        const AT: &str = "task_kwargs";
-        let rules = &target.rules;
-        let kw = process(&Ty::Shape(KWARG_FIELDS), kwargs, AT, &NoEnv, Mode::Process)?;
-        let get = |k: &str| kw.get(k).filter(|v| !v.is_null());
+        match kwargs {
+            Value::Object(map) => StepTask::from_map(map, target),
+            other => {
+                // Not an object: the error the kwargs' shape gives for it.
+                process(&Ty::Shape(KWARG_FIELDS), other, AT, &NoEnv, Mode::Process)?;
+                Err(Error::Invalid {
+                    path: AT.into(),
+                    message: "expected an object of task kwargs".into(),
+                })
+            }
+        }
+    }
 
-        let no_args = Map::new();
-        let packed = get("execute_step_args_packed")
-            .and_then(Value::as_object)
-            .unwrap_or(&no_args);
+    /// [`StepTask::from_kwargs`] of the kwargs map a decoded message holds.
+    pub fn from_map(kwargs: &Map, target: &Target) -> Result<StepTask, Error> {
+        let rules = &target.rules;
+        // The checked kwargs are this task's own copy: their parts are moved
+        // out below, never cloned a second time.
+        let mut kw = process_shape(KWARG_FIELDS, kwargs, AT, &NoEnv, Mode::Process)?;
+        let packed = match kw.remove("execute_step_args_packed") {
+            Some(Value::Object(packed)) => packed,
+            _ => Map::new(),
+        };
+        let get = |k: &str| kw.get(k).filter(|v| !v.is_null());
         let args_at = path::key(AT, "execute_step_args_packed");
         let step_args = normalize_step_args(packed, &args_at, rules)?;
         let run_id = str_field(&step_args, "pipeline_run_id", &args_at)?;
@@ -117,12 +137,7 @@ impl StepTask {
         let origin_at = path::key(&args_at, "pipeline_origin");
         let job_name = str_field(origin, "pipeline_name", &origin_at)?;
         let entry_point = entry_point(origin, &origin_at)?;
-        let attempt = step_args
-            .get("known_state")
-            .and_then(|k| k.get("previous_retry_attempts"))
-            .and_then(|p| p.get(&step_key))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let attempt = retry_attempt(step_args.get("known_state"), &step_key);
 
         let serialized = pyfmt::dumps_sorted_map(&step_args);
         let compressed = zlib_compress(serialized.as_bytes()).map_err(|e| Error::Invalid {
@@ -141,11 +156,11 @@ impl StepTask {
             get("job_config_dict").and_then(Value::as_object),
             &path::key(AT, "job_config_dict"),
         )?;
+        let no_config = Map::new();
         let tag_config = UserConfig::from_dict_as(
-            &get("user_defined_k8s_config_dict")
+            get("user_defined_k8s_config_dict")
                 .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
+                .unwrap_or(&no_config),
             &path::key(AT, "user_defined_k8s_config_dict"),
             rules.user_sections(),
             rules.merge_default(),
@@ -202,112 +217,14 @@ fn with_per_step_config(
                   worker with --dagster-version set to the publisher's version",
         });
     }
+    let none = Map::new();
     let entry = per_step
         .as_object()
         .and_then(|m| m.get(step_key))
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let entry = UserConfig::from_dict(&entry, &path::key(AT, step_key))?;
+        .unwrap_or(&none);
+    let entry = UserConfig::from_dict(entry, &path::key(AT, step_key))?;
     Ok(merge_user_configs(&tag_config, &entry)?)
-}
-
-/// `unpack_value` then back: the fields the release's ExecuteStepArgs knows,
-/// with its defaults, under their storage names.
-fn normalize_step_args(packed: &Map, at: &str, rules: &Rules) -> Result<Map, Error> {
-    match packed.get("__class__").and_then(Value::as_str) {
-        Some("ExecuteStepArgs") => {}
-        _ => {
-            return Err(Error::Invalid {
-                path: path::key(at, "__class__"),
-                message: "expected a packed ExecuteStepArgs (\"__class__\": \"ExecuteStepArgs\")"
-                    .into(),
-            })
-        }
-    }
-    let mut out = Map::new();
-    out.insert("__class__".into(), Value::String("ExecuteStepArgs".into()));
-    for key in [
-        "pipeline_origin",
-        "pipeline_run_id",
-        "step_keys_to_execute",
-        "instance_ref",
-        "retry_mode",
-        "known_state",
-    ] {
-        out.insert(key.into(), packed.get(key).cloned().unwrap_or(Value::Null));
-    }
-    let flags: &[&str] = if rules.step_print_events {
-        &["should_verify_step", "print_serialized_events"]
-    } else {
-        &["should_verify_step"]
-    };
-    for &key in flags {
-        let v = match packed.get(key) {
-            None | Some(Value::Null) => Value::Bool(false),
-            Some(v) => v.clone(),
-        };
-        out.insert(key.into(), v);
-    }
-    if let Some(Value::Object(instance_ref)) = out.get_mut("instance_ref") {
-        // InstanceRef gained this field in 1.11.8: older releases drop it on
-        // unpacking, newer ones fill in its default.
-        if rules.defs_state_storage_data {
-            instance_ref
-                .entry("defs_state_storage_data")
-                .or_insert(Value::Null);
-        } else {
-            instance_ref.remove("defs_state_storage_data");
-        }
-    }
-    Ok(out)
-}
-
-fn str_field(map: &Map, key: &str, at: &str) -> Result<String, Error> {
-    match map.get(key) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(Error::WrongType {
-            path: path::key(at, key),
-            expected: "a string".into(),
-            got: crate::k8s::config::error_kind(other),
-        }),
-        None => Err(Error::Missing {
-            path: at.to_owned(),
-            key: key.to_owned(),
-        }),
-    }
-}
-
-/// `_get_entry_point`: the origin's entry point, else `[python, -m, dagster]`.
-fn entry_point(origin: &Map, at: &str) -> Result<Vec<String>, Error> {
-    let repo = origin
-        .get("repository_origin")
-        .and_then(Value::as_object)
-        .ok_or_else(|| Error::Missing {
-            path: at.to_owned(),
-            key: "repository_origin".into(),
-        })?;
-    let strings = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let from_entry = repo.get("entry_point").map(strings).unwrap_or_default();
-    if !from_entry.is_empty() {
-        return Ok(from_entry);
-    }
-    let python = repo
-        .get("executable_path")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Missing {
-            path: path::key(at, "repository_origin"),
-            key: "executable_path".into(),
-        })?;
-    Ok(vec![python.to_owned(), "-m".into(), "dagster".into()])
 }
 
 /// `DagsterK8sJobConfig.from_dict(job_config_dict)`.

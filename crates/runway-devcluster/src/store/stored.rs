@@ -160,6 +160,11 @@ impl Stored {
         &self.meta.name
     }
 
+    /// (namespace, name): how the controllers key the objects they track.
+    pub fn key(&self) -> (String, String) {
+        (self.namespace().to_owned(), self.name().to_owned())
+    }
+
     pub fn uid(&self) -> &str {
         &self.meta.uid
     }

@@ -28,7 +28,6 @@ use crate::metrics::Metrics;
 use crate::results::backend::ResultStore;
 use runway_core::celery::control::shapes::{DeliveryInfo, TaskInfo};
 use runway_core::dagster::step::StepTask;
-use runway_core::dagster::version::Target;
 
 pub use park::{Broker, Parked};
 use turn::Turn;
@@ -91,11 +90,9 @@ impl Accepted {
                 .get("kwargsrepr")
                 .and_then(Value::as_str)
                 .map_or_else(|| kwargs.to_string(), str::to_owned),
-            // The Job name is the same in every release; the newest reads
-            // every kwargs shape.
-            step_job: StepTask::from_kwargs(&kwargs, &Target::newest())
-                .ok()
-                .map(|t| t.k8s_job_name),
+            // The Job name is the same in every release, and is read without
+            // rendering the step (which the step's own start does).
+            step_job: StepTask::job_name_of(&self.kwargs),
             kwargs,
             hostname: hostname.to_owned(),
             time_start: None,

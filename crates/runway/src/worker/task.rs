@@ -182,16 +182,15 @@ async fn prepare<'a, K: JobApi>(
     kwargs: &Map<String, Value>,
     unwritten: &'a Unwritten,
 ) -> Result<(StepTask, Run<'a, K>, String), Finish> {
-    let kw = Value::Object(kwargs.clone());
     let mut task =
-        StepTask::from_kwargs(&kw, &ctx.dagster).map_err(|e| Finish::value_error(e.to_string()))?;
-    let instance_ref = kw
-        .pointer("/execute_step_args_packed/instance_ref")
-        .cloned()
-        .unwrap_or(Value::Null);
+        StepTask::from_map(kwargs, &ctx.dagster).map_err(|e| Finish::value_error(e.to_string()))?;
+    let instance_ref = kwargs
+        .get("execute_step_args_packed")
+        .and_then(|packed| packed.get("instance_ref"))
+        .unwrap_or(&Value::Null);
     let target = |which| match &ctx.postgres {
         Some(t) => Ok(t.clone()),
-        None => storage_target(&instance_ref, which, ctx.env.as_ref()),
+        None => storage_target(instance_ref, which, ctx.env.as_ref()),
     };
     let (run_target, events_target) = match (target(Storage::Run), target(Storage::EventLog)) {
         (Ok(r), Ok(e)) => (r, e),
