@@ -24,7 +24,9 @@ import uuid
 
 import pytest
 import redis
+import urllib3
 from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
 
 from devcluster import RUNWAY_BIN, dev_cluster
 from worker_env import BROKER
@@ -146,12 +148,27 @@ def test_every_task_gets_one_result_through_broker_and_backend_restarts(
     stop = threading.Event()
 
     def count_jobs():
-        w = watch.Watch()
-        for ev in w.stream(batch.list_namespaced_job, NS, timeout_seconds=600):
-            if ev["type"] == "ADDED":
-                added.setdefault(ev["object"].metadata.name, set()).add(ev["object"].metadata.uid)
-            if stop.is_set():
-                w.stop()
+        # A server may end a watch at any time, as a real one does: the count
+        # resumes from the last revision seen (relisting after a 410), so no
+        # Job goes uncounted. Relisted Jobs keep their uid: no false repeats.
+        rv = None
+        while not stop.is_set():
+            w = watch.Watch()
+            since = {"resource_version": rv} if rv else {}
+            try:
+                for ev in w.stream(batch.list_namespaced_job, NS, timeout_seconds=600, **since):
+                    meta = ev["object"].metadata
+                    rv = meta.resource_version
+                    if ev["type"] == "ADDED":
+                        added.setdefault(meta.name, set()).add(meta.uid)
+                    if stop.is_set():
+                        w.stop()
+            except ApiException as e:
+                if e.status != 410:
+                    raise
+                rv = None
+            except urllib3.exceptions.ProtocolError:
+                time.sleep(0.1)
     watcher = threading.Thread(target=count_jobs, daemon=True)
     watcher.start()
 
@@ -213,6 +230,9 @@ def test_every_task_gets_one_result_through_broker_and_backend_restarts(
         mine = {n: u for n, u in added.items() if "warmup" not in n}
         jobs = batch.list_namespaced_job(NS, label_selector=f"dagster/run-id={run.run_id}").items
         assert len({j.metadata.name for j in jobs}) == TASKS
+        # The watch counted every one of them, so the next check covers all.
+        unseen = {j.metadata.name for j in jobs} - set(mine)
+        assert not unseen, f"the Job watch missed {len(unseen)} of {TASKS} Jobs"
         assert all(len(u) == 1 for u in mine.values()), \
             {n: len(u) for n, u in mine.items() if len(u) > 1}
         # Exactly one stored result per task: no task ran to completion twice.

@@ -80,13 +80,6 @@ pub fn dumps_sorted(value: &Value) -> String {
     out
 }
 
-/// [`dumps_sorted`] of an object, without wrapping it in a [`Value`].
-pub fn dumps_sorted_map(map: &serde_json::Map<String, Value>) -> String {
-    let mut out = String::with_capacity(4096);
-    write_map(&mut out, map);
-    out
-}
-
 fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
@@ -122,10 +115,22 @@ fn write_value(out: &mut String, value: &Value) {
 }
 
 fn write_map(out: &mut String, map: &serde_json::Map<String, Value>) {
-    out.push('{');
     // serde_json's map is ordered by key bytes, which for UTF-8 is code
     // point order: the order Python's sort_keys gives.
-    for (i, (k, v)) in map.iter().enumerate() {
+    write_entries(out, map.iter().map(|(k, v)| (k.as_str(), v)));
+}
+
+/// [`dumps_sorted`] of an object given as its entries in key order (borrowed
+/// from different places, so there is no map to hand over).
+pub fn dumps_sorted_entries<'v>(entries: impl Iterator<Item = (&'v str, &'v Value)>) -> String {
+    let mut out = String::with_capacity(4096);
+    write_entries(&mut out, entries);
+    out
+}
+
+fn write_entries<'v>(out: &mut String, entries: impl Iterator<Item = (&'v str, &'v Value)>) {
+    out.push('{');
+    for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }

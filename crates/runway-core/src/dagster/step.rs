@@ -10,11 +10,11 @@ use serde_json::Value;
 use super::config::{dflt, opt, process, process_shape, req, Field, Mode, Ty};
 use super::rules::Rules;
 use super::version::Target;
-use super::{names, pyfmt, Env, Error};
+use super::{names, Env, Error};
 use crate::k8s::config::schema::ids;
 use crate::k8s::config::{merge_user_configs, path, snake_case_dict, Map, UserConfig};
 use crate::k8s::job::JobConfig;
-use args::{entry_point, normalize_step_args, retry_attempt, str_field};
+use args::{entry_point, normalize_step_args, object_field, retry_attempt, str_field};
 use zlib::zlib_compress;
 
 /// A step Job request derived from the task kwargs alone.
@@ -81,6 +81,33 @@ impl Env for NoEnv {
     }
 }
 
+/// The kwargs whose shape is any object (`Ty::Any`): the step input, the
+/// executor's Job config and the user's k8s configs, most of a message.
+const OPAQUE: &[&str] = &[
+    "execute_step_args_packed",
+    "job_config_dict",
+    "per_step_k8s_config",
+    "user_defined_k8s_config_dict",
+];
+
+/// The kwargs checked against the task signature. The check asks no more of
+/// an opaque kwarg than to be an object, so it is shown an empty one: the
+/// same verdict and error without copying the object (the caller reads it
+/// from the message).
+fn shape_checked(kwargs: &Map) -> Result<Map, Error> {
+    let skeleton: Map = kwargs
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Object(_) if OPAQUE.contains(&k.as_str()) => Value::Object(Map::new()),
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    process_shape(KWARG_FIELDS, &skeleton, AT, &NoEnv, Mode::Process)
+}
+
 impl StepTask {
     /// Reads the kwargs exactly as the task signature of `target` takes them.
     pub fn from_kwargs(kwargs: &Value, target: &Target) -> Result<StepTask, Error> {
@@ -100,17 +127,19 @@ impl StepTask {
     /// [`StepTask::from_kwargs`] of the kwargs map a decoded message holds.
     pub fn from_map(kwargs: &Map, target: &Target) -> Result<StepTask, Error> {
         let rules = &target.rules;
-        // The checked kwargs are this task's own copy: their parts are moved
-        // out below, never cloned a second time.
-        let mut kw = process_shape(KWARG_FIELDS, kwargs, AT, &NoEnv, Mode::Process)?;
-        let packed = match kw.remove("execute_step_args_packed") {
-            Some(Value::Object(packed)) => packed,
-            _ => Map::new(),
-        };
+        let kw = shape_checked(kwargs)?;
         let get = |k: &str| kw.get(k).filter(|v| !v.is_null());
+        // The opaque kwargs are read from the message itself (see OPAQUE).
+        let opaque = |k: &str| kwargs.get(k).and_then(Value::as_object);
+        let no_args = Map::new();
+        let packed = opaque("execute_step_args_packed").unwrap_or(&no_args);
         let args_at = path::key(AT, "execute_step_args_packed");
         let step_args = normalize_step_args(packed, &args_at, rules)?;
-        let run_id = str_field(&step_args, "pipeline_run_id", &args_at)?;
+        let run_id = str_field(
+            step_args.get("pipeline_run_id"),
+            "pipeline_run_id",
+            &args_at,
+        )?;
         let step_keys = step_args
             .get("step_keys_to_execute")
             .and_then(Value::as_array)
@@ -127,19 +156,17 @@ impl StepTask {
                 })
             }
         };
-        let origin = step_args
-            .get("pipeline_origin")
-            .and_then(Value::as_object)
-            .ok_or_else(|| Error::Missing {
-                path: args_at.clone(),
-                key: "pipeline_origin".into(),
-            })?;
+        let origin = object_field(
+            step_args.get("pipeline_origin"),
+            "pipeline_origin",
+            &args_at,
+        )?;
         let origin_at = path::key(&args_at, "pipeline_origin");
-        let job_name = str_field(origin, "pipeline_name", &origin_at)?;
+        let job_name = str_field(origin.get("pipeline_name"), "pipeline_name", &origin_at)?;
         let entry_point = entry_point(origin, &origin_at)?;
         let attempt = retry_attempt(step_args.get("known_state"), &step_key);
 
-        let serialized = pyfmt::dumps_sorted_map(&step_args);
+        let serialized = step_args.dumps();
         let compressed = zlib_compress(serialized.as_bytes()).map_err(|e| Error::Invalid {
             path: args_at.clone(),
             message: format!("could not compress the step arguments: {e}"),
@@ -152,20 +179,17 @@ impl StepTask {
             base64::engine::general_purpose::STANDARD.encode(compressed),
         ]);
 
-        let job_config = job_config_from_dict(
-            get("job_config_dict").and_then(Value::as_object),
-            &path::key(AT, "job_config_dict"),
-        )?;
+        let job_config =
+            job_config_from_dict(opaque("job_config_dict"), &path::key(AT, "job_config_dict"))?;
         let no_config = Map::new();
         let tag_config = UserConfig::from_dict_as(
-            get("user_defined_k8s_config_dict")
-                .and_then(Value::as_object)
-                .unwrap_or(&no_config),
+            opaque("user_defined_k8s_config_dict").unwrap_or(&no_config),
             &path::key(AT, "user_defined_k8s_config_dict"),
             rules.user_sections(),
             rules.merge_default(),
         )?;
-        let user = with_per_step_config(tag_config, get("per_step_k8s_config"), &step_key, rules)?;
+        let per_step = kwargs.get("per_step_k8s_config").filter(|v| !v.is_null());
+        let user = with_per_step_config(tag_config, per_step, &step_key, rules)?;
 
         let k8s_job_name = names::step_job_name(&run_id, &step_key, attempt);
         Ok(StepTask {

@@ -1,10 +1,13 @@
 //! The packed `ExecuteStepArgs` inside the kwargs: what the step's
 //! `dagster api execute_step` reads, and the names it derives.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::super::rules::Rules;
-use super::super::{names, Error};
+use super::super::{names, pyfmt, Error};
 use super::StepTask;
 use crate::k8s::config::{path, Map};
 
@@ -33,9 +36,31 @@ pub(super) fn retry_attempt(known_state: Option<&Value>, step_key: &str) -> u64 
         .unwrap_or(0)
 }
 
-/// `unpack_value` then back: the fields the release's ExecuteStepArgs knows,
-/// with its defaults, under their storage names.
-pub(super) fn normalize_step_args(mut packed: Map, at: &str, rules: &Rules) -> Result<Map, Error> {
+/// The step's `ExecuteStepArgs` as `unpack_value` then back gives them (the
+/// fields the release knows, with its defaults, under their storage names),
+/// borrowed from the message where nothing changes: the step input is
+/// written from them and the kwargs are never copied for it.
+pub(super) struct StepArgs<'a> {
+    // Sorted by key bytes: the order Python's `sort_keys` writes.
+    fields: BTreeMap<&'static str, Cow<'a, Value>>,
+}
+
+impl StepArgs<'_> {
+    pub(super) fn get(&self, key: &str) -> Option<&Value> {
+        self.fields.get(key).map(|v| v.as_ref())
+    }
+
+    /// `json.dumps(..., sort_keys=True)` of the packed args.
+    pub(super) fn dumps(&self) -> String {
+        pyfmt::dumps_sorted_entries(self.fields.iter().map(|(k, v)| (*k, v.as_ref())))
+    }
+}
+
+pub(super) fn normalize_step_args<'a>(
+    packed: &'a Map,
+    at: &str,
+    rules: &Rules,
+) -> Result<StepArgs<'a>, Error> {
     match packed.get("__class__").and_then(Value::as_str) {
         Some("ExecuteStepArgs") => {}
         _ => {
@@ -46,46 +71,73 @@ pub(super) fn normalize_step_args(mut packed: Map, at: &str, rules: &Rules) -> R
             })
         }
     }
-    let mut out = Map::new();
-    out.insert("__class__".into(), Value::String("ExecuteStepArgs".into()));
+    let mut fields = BTreeMap::new();
+    fields.insert(
+        "__class__",
+        Cow::Owned(Value::String("ExecuteStepArgs".into())),
+    );
     for key in [
         "pipeline_origin",
         "pipeline_run_id",
         "step_keys_to_execute",
-        "instance_ref",
         "retry_mode",
         "known_state",
     ] {
-        out.insert(key.into(), packed.remove(key).unwrap_or(Value::Null));
+        fields.insert(
+            key,
+            packed
+                .get(key)
+                .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+        );
     }
-    let flags: &[&str] = if rules.step_print_events {
+    fields.insert(
+        "instance_ref",
+        instance_ref(packed.get("instance_ref"), rules),
+    );
+    let flags: &[&'static str] = if rules.step_print_events {
         &["should_verify_step", "print_serialized_events"]
     } else {
         &["should_verify_step"]
     };
     for &key in flags {
         let v = match packed.get(key) {
-            None | Some(Value::Null) => Value::Bool(false),
-            Some(v) => v.clone(),
+            None | Some(Value::Null) => Cow::Owned(Value::Bool(false)),
+            Some(v) => Cow::Borrowed(v),
         };
-        out.insert(key.into(), v);
+        fields.insert(key, v);
     }
-    if let Some(Value::Object(instance_ref)) = out.get_mut("instance_ref") {
-        // InstanceRef gained this field in 1.11.8: older releases drop it on
-        // unpacking, newer ones fill in its default.
-        if rules.defs_state_storage_data {
-            instance_ref
-                .entry("defs_state_storage_data")
-                .or_insert(Value::Null);
-        } else {
-            instance_ref.remove("defs_state_storage_data");
-        }
-    }
-    Ok(out)
+    Ok(StepArgs { fields })
 }
 
-pub(super) fn str_field(map: &Map, key: &str, at: &str) -> Result<String, Error> {
-    match map.get(key) {
+/// InstanceRef gained `defs_state_storage_data` in 1.11.8: older releases
+/// drop it on unpacking, newer ones fill in its default. Copied only when
+/// the release's form differs from the message's.
+fn instance_ref<'a>(value: Option<&'a Value>, rules: &Rules) -> Cow<'a, Value> {
+    const FIELD: &str = "defs_state_storage_data";
+    let Some(value) = value else {
+        return Cow::Owned(Value::Null);
+    };
+    let Value::Object(map) = value else {
+        return Cow::Borrowed(value);
+    };
+    match (rules.defs_state_storage_data, map.contains_key(FIELD)) {
+        (true, false) => {
+            let mut map = map.clone();
+            map.insert(FIELD.into(), Value::Null);
+            Cow::Owned(Value::Object(map))
+        }
+        (false, true) => {
+            let mut map = map.clone();
+            map.remove(FIELD);
+            Cow::Owned(Value::Object(map))
+        }
+        _ => Cow::Borrowed(value),
+    }
+}
+
+/// The string `value` of field `key` of the object at `at`.
+pub(super) fn str_field(value: Option<&Value>, key: &str, at: &str) -> Result<String, Error> {
+    match value {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(Error::WrongType {
             path: path::key(at, key),
@@ -99,15 +151,24 @@ pub(super) fn str_field(map: &Map, key: &str, at: &str) -> Result<String, Error>
     }
 }
 
-/// `_get_entry_point`: the origin's entry point, else `[python, -m, dagster]`.
-pub(super) fn entry_point(origin: &Map, at: &str) -> Result<Vec<String>, Error> {
-    let repo = origin
-        .get("repository_origin")
+/// The object `value` of field `key` of the object at `at`; missing when
+/// it is not one.
+pub(super) fn object_field<'a>(
+    value: Option<&'a Value>,
+    key: &str,
+    at: &str,
+) -> Result<&'a Map, Error> {
+    value
         .and_then(Value::as_object)
         .ok_or_else(|| Error::Missing {
             path: at.to_owned(),
-            key: "repository_origin".into(),
-        })?;
+            key: key.to_owned(),
+        })
+}
+
+/// `_get_entry_point`: the origin's entry point, else `[python, -m, dagster]`.
+pub(super) fn entry_point(origin: &Map, at: &str) -> Result<Vec<String>, Error> {
+    let repo = object_field(origin.get("repository_origin"), "repository_origin", at)?;
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
             .map(|a| {
@@ -163,6 +224,41 @@ mod tests {
         let retried = StepTask::job_name_of(&kw);
         assert_ne!(retried, first);
         assert_eq!(retried, rendered_name(&kw));
+    }
+
+    #[test]
+    fn the_instance_ref_takes_the_form_of_the_release_and_is_copied_only_then() {
+        let kw = kwargs();
+        let mut packed = kw["execute_step_args_packed"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let field = "defs_state_storage_data";
+        let newest = Target::newest().rules;
+        let old = Target::parse("1.1.9").map(|t| t.rules);
+        let Ok(old) = old else {
+            panic!("1.1.9 is a supported release");
+        };
+        let ir = |packed: &Map, rules: &Rules| -> (bool, bool) {
+            let args = normalize_step_args(packed, "at", rules).unwrap_or_else(|e| panic!("{e}"));
+            let fields = &args.fields;
+            let copied = matches!(fields["instance_ref"], Cow::Owned(_));
+            let has = args
+                .get("instance_ref")
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.contains_key(field));
+            (has, copied)
+        };
+        // The fixture carries the field: borrowed as it is for the newest
+        // release, copied without it for 1.1.9.
+        assert_eq!(ir(&packed, &newest), (true, false));
+        assert_eq!(ir(&packed, &old), (false, true));
+        // Without it: copied with its default for the newest, borrowed for 1.1.9.
+        if let Some(Value::Object(m)) = packed.get_mut("instance_ref") {
+            m.remove(field);
+        }
+        assert_eq!(ir(&packed, &newest), (true, true));
+        assert_eq!(ir(&packed, &old), (false, false));
     }
 
     #[test]
