@@ -81,14 +81,14 @@ impl Env for NoEnv {
     }
 }
 
-/// The kwargs whose shape is any object (`Ty::Any`): the step input, the
-/// executor's Job config and the user's k8s configs, most of a message.
-const OPAQUE: &[&str] = &[
-    "execute_step_args_packed",
-    "job_config_dict",
-    "per_step_k8s_config",
-    "user_defined_k8s_config_dict",
-];
+/// Whether the signature takes kwarg `name` as any object (`Ty::Any`): the
+/// step input, the executor's Job config and the user's k8s configs, most
+/// of a message.
+fn opaque(name: &str) -> bool {
+    KWARG_FIELDS
+        .iter()
+        .any(|f| f.name == name && matches!(f.ty, Ty::Any | Ty::Noneable(Ty::Any)))
+}
 
 /// The kwargs checked against the task signature. The check asks no more of
 /// an opaque kwarg than to be an object, so it is shown an empty one: the
@@ -99,7 +99,7 @@ fn shape_checked(kwargs: &Map) -> Result<Map, Error> {
         .iter()
         .map(|(k, v)| {
             let v = match v {
-                Value::Object(_) if OPAQUE.contains(&k.as_str()) => Value::Object(Map::new()),
+                Value::Object(_) if opaque(k) => Value::Object(Map::new()),
                 other => other.clone(),
             };
             (k.clone(), v)
@@ -129,7 +129,7 @@ impl StepTask {
         let rules = &target.rules;
         let kw = shape_checked(kwargs)?;
         let get = |k: &str| kw.get(k).filter(|v| !v.is_null());
-        // The opaque kwargs are read from the message itself (see OPAQUE).
+        // The opaque kwargs are read from the message itself (see `opaque`).
         let opaque = |k: &str| kwargs.get(k).and_then(Value::as_object);
         let no_args = Map::new();
         let packed = opaque("execute_step_args_packed").unwrap_or(&no_args);
