@@ -194,7 +194,18 @@ impl Store {
         mut obj: Value,
         expect_rev: Option<u64>,
     ) -> Result<Arc<Event>, ApiError> {
-        let key = Key::new(kind, str_at(&obj, "namespace"), str_at(&obj, "name"));
+        self.update_in_place(kind, &mut obj, expect_rev)
+    }
+
+    /// [`Store::update`] that leaves the caller the object as stored (with
+    /// its new resourceVersion), to change again without parsing it.
+    pub fn update_in_place(
+        &mut self,
+        kind: Kind,
+        obj: &mut Value,
+        expect_rev: Option<u64>,
+    ) -> Result<Arc<Event>, ApiError> {
+        let key = Key::new(kind, str_at(obj, "namespace"), str_at(obj, "name"));
         let prev = self
             .objects
             .get(&key)
@@ -206,8 +217,8 @@ impl Store {
             }
         }
         let rev = self.next_rev();
-        stamp(&mut obj, rev);
-        let obj = Arc::new(Stored::next(&obj, Some(&prev)));
+        stamp(obj, rev);
+        let obj = Arc::new(Stored::next(obj, Some(&prev)));
         if !prev.same_index(&obj) {
             self.unindex(&key, &prev);
             self.index(&key, &obj);

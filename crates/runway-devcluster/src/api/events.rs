@@ -27,6 +27,7 @@ impl Cluster {
                 let count = e["count"].as_i64().unwrap_or(1) + 1;
                 e["count"] = json!(count);
                 e["lastTimestamp"] = json!(now);
+                true
             });
             if bumped.is_ok() {
                 return;

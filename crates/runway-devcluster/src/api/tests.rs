@@ -70,3 +70,91 @@ fn repeated_events_are_counted_on_one_event_object() {
         ]
     );
 }
+
+/// The one Event in `default` (as `record_event` created it).
+fn only_event(c: &Cluster) -> Obj {
+    let q = ListQuery {
+        kind: Kind::Event,
+        namespace: Some("default"),
+        at: None,
+        after: None,
+        limit: 0,
+        labels: &[],
+    };
+    let mut items = c.list(&q, |_| true).unwrap().items;
+    assert_eq!(items.len(), 1);
+    items.pop().unwrap()
+}
+
+fn event_cluster() -> (Arc<Cluster>, Obj) {
+    let c = Cluster::new(StoreConfig::default(), Clock::virtual_at(0), 7);
+    let pod = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u-1"}});
+    c.record_event(Kind::Pod, &pod, "Normal", "Pulled", "pulled", "kubelet");
+    let event = only_event(&c);
+    (c, event)
+}
+
+#[test]
+fn a_status_write_that_changes_nothing_stores_nothing() {
+    let (c, event) = event_cluster();
+    let rev = c.revision();
+    let same = c
+        .update_status_with(Kind::Event, "default", event.name(), |_| false)
+        .unwrap();
+    assert_eq!((same.rev(), c.revision()), (event.rev(), rev));
+    let changed = c
+        .update_status_with(Kind::Event, "default", event.name(), |e| {
+            e["count"] = json!(5);
+            true
+        })
+        .unwrap();
+    assert_eq!(changed.rev(), rev + 1);
+    assert_eq!(only_event(&c).value()["count"], 5);
+}
+
+#[test]
+fn a_status_write_on_a_stale_base_changes_the_current_object() {
+    let (c, event) = event_cluster();
+    let stale = (event.rev(), event.value());
+    c.update_status_with(Kind::Event, "default", event.name(), |e| {
+        e["message"] = json!("changed meanwhile");
+        true
+    })
+    .unwrap();
+    let (rev, kept) = c
+        .update_status_kept(Kind::Event, "default", event.name(), Some(stale), |e| {
+            e["count"] = json!(9);
+            true
+        })
+        .unwrap();
+    let stored = only_event(&c);
+    assert_eq!(rev, stored.rev());
+    assert_eq!(kept, stored.value());
+    assert_eq!(kept["message"], "changed meanwhile");
+    assert_eq!(kept["count"], 9);
+}
+
+#[test]
+fn a_status_write_raced_by_another_is_made_again_on_the_newer_object() {
+    let (c, event) = event_cluster();
+    let name = event.name().to_owned();
+    let mut calls = 0;
+    c.update_status_with(Kind::Event, "default", &name, |e| {
+        calls += 1;
+        if calls == 1 {
+            // Another writer commits between this read and its commit.
+            c.update_status_with(Kind::Event, "default", &name, |other| {
+                other["message"] = json!("the other writer");
+                true
+            })
+            .unwrap();
+        }
+        e["count"] = json!(e["count"].as_i64().unwrap() + 1);
+        true
+    })
+    .unwrap();
+    assert_eq!(calls, 2);
+    let stored = only_event(&c).value();
+    assert_eq!(stored["message"], "the other writer");
+    assert_eq!(stored["count"], 2);
+}

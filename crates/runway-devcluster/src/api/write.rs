@@ -204,7 +204,18 @@ impl Cluster {
         &self,
         store: &mut Store,
         kind: Kind,
-        new: Value,
+        mut new: Value,
+        expect: Option<u64>,
+    ) -> Result<Obj, ApiError> {
+        self.write_in_place(store, kind, &mut new, expect)
+    }
+
+    /// [`Cluster::write`], leaving `new` as stored.
+    fn write_in_place(
+        &self,
+        store: &mut Store,
+        kind: Kind,
+        new: &mut Value,
         expect: Option<u64>,
     ) -> Result<Obj, ApiError> {
         let deleting = new["metadata"].get("deletionTimestamp").is_some();
@@ -216,7 +227,7 @@ impl Cluster {
                 .as_i64()
                 .unwrap_or(0)
                 > 0;
-        let event = store.update(kind, new, expect)?;
+        let event = store.update_in_place(kind, new, expect)?;
         let obj = event.object.clone();
         self.commit(event);
         if deleting && !finalizers_left && !pod_grace_left {
@@ -230,15 +241,19 @@ impl Cluster {
     }
 
     /// Controller-side status write: read-modify-write of `.status` with a
-    /// closure, retried internally so controllers never see conflicts.
+    /// closure, retried internally so controllers never see conflicts. The
+    /// closure says whether it changed anything: an unchanged object is not
+    /// written (no new revision, no watch event), as a real controller skips
+    /// an update that would change nothing.
     pub fn update_status_with(
         &self,
         kind: Kind,
         namespace: &str,
         name: &str,
-        f: impl FnOnce(&mut Value),
+        f: impl FnMut(&mut Value) -> bool,
     ) -> Result<Obj, ApiError> {
         self.modify(kind, namespace, name, None, f)
+            .map(|(obj, _)| obj)
     }
 
     /// [`Cluster::update_status_with`] on `base`, the object as the caller
@@ -250,34 +265,56 @@ impl Cluster {
         namespace: &str,
         name: &str,
         base: (u64, Value),
-        f: impl FnOnce(&mut Value),
+        f: impl FnMut(&mut Value) -> bool,
     ) -> Result<Obj, ApiError> {
         self.modify(kind, namespace, name, Some(base), f)
+            .map(|(obj, _)| obj)
     }
 
-    fn modify(
+    /// [`Cluster::update_status_from`] that also gives back the object as
+    /// stored after the write, with its revision: the base of the writer's
+    /// next change (the kubelet writes each pod's status several times).
+    pub fn update_status_kept(
         &self,
         kind: Kind,
         namespace: &str,
         name: &str,
         base: Option<(u64, Value)>,
-        f: impl FnOnce(&mut Value),
-    ) -> Result<Obj, ApiError> {
-        let mut store = self.lock();
-        let old = store
-            .get(kind, namespace, name)
-            .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
-        let mut new = match base {
-            Some((rev, value)) if rev == old.rev() => value,
-            _ => old.value(),
-        };
-        f(&mut new);
-        // Stored JSON is `new` serialized before the change: equal bytes
-        // mean nothing changed (keys are sorted, numbers print one way).
-        if serde_json::to_vec(&new).is_ok_and(|bytes| bytes == old.json()) {
-            return Ok(old);
+        f: impl FnMut(&mut Value) -> bool,
+    ) -> Result<(u64, Value), ApiError> {
+        self.modify(kind, namespace, name, base, f)
+            .map(|(obj, value)| (obj.rev(), value))
+    }
+
+    /// Parses and changes the object outside the store's lock (the parse was
+    /// most of the time the lock was held, and the kubelet's pod tasks, the
+    /// controller and the server's handlers queued on it), then commits under
+    /// the lock if nobody wrote the object meanwhile; otherwise again on the
+    /// newer version.
+    fn modify(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        mut base: Option<(u64, Value)>,
+        mut f: impl FnMut(&mut Value) -> bool,
+    ) -> Result<(Obj, Value), ApiError> {
+        loop {
+            let old = self.get(kind, namespace, name)?;
+            let mut new = match base.take() {
+                Some((rev, value)) if rev == old.rev() => value,
+                _ => old.value(),
+            };
+            if !f(&mut new) {
+                return Ok((old, new));
+            }
+            let mut store = self.lock();
+            let current = store.get(kind, namespace, name);
+            if current.is_some_and(|c| Arc::ptr_eq(&c, &old)) {
+                let obj = self.write_in_place(&mut store, kind, &mut new, None)?;
+                return Ok((obj, new));
+            }
         }
-        self.write(&mut store, kind, new, None)
     }
 }
 

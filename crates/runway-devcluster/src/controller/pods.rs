@@ -100,13 +100,18 @@ pub(super) fn release_finalizer(cluster: &Cluster, pod: &Stored) {
         return;
     }
     let _ = cluster.update_status_with(Kind::Pod, pod.namespace(), pod.name(), |p| {
-        if let Some(meta) = p["metadata"].as_object_mut() {
-            if let Some(Value::Array(f)) = meta.get_mut("finalizers") {
-                f.retain(|x| x != TRACKING_FINALIZER);
-                if f.is_empty() {
-                    meta.remove("finalizers");
-                }
-            }
+        let Some(meta) = p["metadata"].as_object_mut() else {
+            return false;
+        };
+        let Some(Value::Array(f)) = meta.get_mut("finalizers") else {
+            return false;
+        };
+        let before = f.len();
+        f.retain(|x| x != TRACKING_FINALIZER);
+        let changed = f.len() != before;
+        if f.is_empty() {
+            meta.remove("finalizers");
         }
+        changed
     });
 }

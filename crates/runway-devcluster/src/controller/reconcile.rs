@@ -8,7 +8,7 @@ use super::pods::{create_pod, delete_pod, release_finalizer, release_orphans};
 use super::{condition_true, ControllerConfig, JobKey, State, COMPONENT};
 use crate::api::{Cluster, DeleteOptions, Propagation};
 use crate::clock::{parse_rfc3339, rfc3339};
-use crate::store::{Obj, Phase, Stored};
+use crate::store::{Obj, Phase};
 use crate::validate::Kind;
 
 /// What one reconcile of a Job reads once.
@@ -99,8 +99,10 @@ pub(super) fn reconcile(
     if let Some(status) = new_status(&pass, &pods, progress) {
         // The Job as parsed above is the base of the write unless it
         // changed meanwhile.
+        // `new_status` compared it with the stored status: it changed.
         let _ = cluster.update_status_from(Kind::Job, &key.0, &key.1, (stored.rev(), job), |j| {
-            j["status"] = status;
+            j["status"] = status.clone();
+            true
         });
     }
 }
@@ -316,7 +318,7 @@ fn record(pass: &Pass<'_>, type_: &str, reason: &str, message: &str) {
 
 /// The status this pass computed, when it differs from the stored one.
 fn new_status(pass: &Pass<'_>, pods: &Pods, progress: Progress) -> Option<Value> {
-    let ready = pods.active.iter().filter(|p| pod_ready(p)).count();
+    let ready = pods.active.iter().filter(|p| p.ready()).count();
     let mut status = serde_json::Map::new();
     if let Some(t) = progress.start_time {
         status.insert("startTime".into(), t);
@@ -353,32 +355,4 @@ fn finished_condition_time(conditions: &[Value]) -> Option<&str> {
 fn condition(ty: &str, reason: &str, message: &str, now: &str) -> Value {
     json!({"type": ty, "status": "True", "reason": reason, "message": message,
            "lastProbeTime": now, "lastTransitionTime": now})
-}
-
-/// Whether a pod has condition Ready with status True, reading only its
-/// conditions.
-fn pod_ready(pod: &Stored) -> bool {
-    #[derive(serde::Deserialize, Default)]
-    struct View {
-        #[serde(default)]
-        status: Status,
-    }
-    #[derive(serde::Deserialize, Default)]
-    struct Status {
-        #[serde(default)]
-        conditions: Vec<Condition>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Condition {
-        #[serde(rename = "type", default)]
-        type_: Option<String>,
-        #[serde(default)]
-        status: Option<String>,
-    }
-    pod.view::<View>().is_some_and(|v| {
-        v.status
-            .conditions
-            .iter()
-            .any(|c| c.type_.as_deref() == Some("Ready") && c.status.as_deref() == Some("True"))
-    })
 }

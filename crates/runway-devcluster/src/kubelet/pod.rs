@@ -11,6 +11,7 @@ use super::status::{container_names, container_spec, publish, render_status, CSt
 use super::{process, simulated};
 use super::{Kubelet, KubeletMode, PodKey, ANN_DURATION_MS, ANN_EXIT_CODE, ANN_LOG, ANN_SCENARIO};
 use crate::api::{ns_name, Cluster};
+use crate::store::Stored;
 use crate::validate::Kind;
 
 /// Carries the deadline of a pod's deletion (epoch ms) once it is deleted.
@@ -24,6 +25,9 @@ pub(super) struct PodRun {
     pub(super) ip: String,
     /// The pod as it was when its run began (bound to its node).
     pub(super) pod: Value,
+    /// The pod as this task last wrote it, with its revision: the base of
+    /// the next status write, unless someone else wrote the pod meanwhile.
+    last: std::sync::Mutex<Option<(u64, Value)>>,
 }
 
 /// The containers' statuses as the pod task tracks them.
@@ -51,7 +55,20 @@ impl PodRun {
 
     /// Writes the containers' statuses (see [`publish`]).
     pub(super) fn publish(&self, main: &[CStatus], init: &[CStatus], evicted: Option<&str>) {
-        publish(self.cluster(), &self.key, main, init, &self.ip, evicted);
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let base = last.take();
+        *last = publish(
+            self.cluster(),
+            &self.key,
+            base,
+            main,
+            init,
+            &self.ip,
+            evicted,
+        );
     }
 
     /// Records an Event about the pod, from the kubelet.
@@ -61,16 +78,28 @@ impl PodRun {
     }
 }
 
-/// The lifecycle of one bound pod, until it finished (and, when deleted, is gone).
-pub(super) async fn run_pod(kubelet: Kubelet, key: PodKey, ip: String, mut deleted: DeleteRx) {
-    let Ok(pod) = kubelet.cluster.get(Kind::Pod, &key.0, &key.1) else {
+/// The lifecycle of one bound pod, until it finished (and, when deleted, is
+/// gone). `bound` is the pod as the scheduler wrote it.
+pub(super) async fn run_pod(
+    kubelet: Kubelet,
+    key: PodKey,
+    ip: String,
+    bound: Option<(u64, Value)>,
+    mut deleted: DeleteRx,
+) {
+    let Ok(stored) = kubelet.cluster.get(Kind::Pod, &key.0, &key.1) else {
         return;
+    };
+    let pod = match bound {
+        Some((rev, pod)) if rev == stored.rev() => pod,
+        _ => stored.value(),
     };
     let run = PodRun {
         kubelet,
         key,
         ip,
-        pod: pod.value(),
+        last: std::sync::Mutex::new(Some((stored.rev(), pod.clone()))),
+        pod,
     };
     let script = script_of(run.cluster(), &run.pod);
     let mut containers = Containers {
@@ -109,7 +138,7 @@ fn script_of(cluster: &Cluster, pod: &Value) -> Script {
     {
         let (ns, _) = ns_name(pod);
         if let Ok(job) = cluster.get(Kind::Job, &ns, owner) {
-            anns.push(job.value()["metadata"]["annotations"].take());
+            anns.push(job_annotations(&job));
         }
     }
     let get = |k: &str| anns.iter().find_map(|a| a[k].as_str().map(str::to_owned));
@@ -119,6 +148,23 @@ fn script_of(cluster: &Cluster, pod: &Value) -> Script {
         log: get(ANN_LOG),
         scenario: get(ANN_SCENARIO),
     }
+}
+
+/// A Job's annotations, reading nothing else of it.
+fn job_annotations(job: &Stored) -> Value {
+    #[derive(serde::Deserialize)]
+    struct View {
+        #[serde(default)]
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Meta {
+        #[serde(default)]
+        annotations: Value,
+    }
+    job.view::<View>()
+        .map(|v| v.metadata.annotations)
+        .unwrap_or_default()
 }
 
 /// The containers (index, image) whose image cannot be pulled: not in the

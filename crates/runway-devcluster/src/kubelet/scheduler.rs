@@ -168,11 +168,12 @@ pub(super) fn schedule(kubelet: &Kubelet, state: &mut State) {
         if pod.deleting() {
             continue;
         }
+        let rev = pod.rev();
         let pod = pod.value();
         let (cpu, mem) = requests(&pod);
         match choose_node(&kubelet.config, &state.usage, &pod, cpu, mem) {
             Ok(node) => {
-                start(kubelet, state, key, &pod, Bound { node, cpu, mem });
+                start(kubelet, state, key, (rev, pod), Bound { node, cpu, mem });
             }
             Err(misses) => {
                 let message = unschedulable_message(kubelet.config.nodes.len(), &misses);
@@ -236,8 +237,9 @@ fn choose_node(
     chosen.map(|(name, _)| name.to_owned()).ok_or(misses)
 }
 
-/// Binds a placed pod and hands it to a task of its own.
-fn start(kubelet: &Kubelet, state: &mut State, key: PodKey, pod: &Value, bound: Bound) {
+/// Binds a placed pod (as parsed at its revision) and hands it, as bound,
+/// to a task of its own.
+fn start(kubelet: &Kubelet, state: &mut State, key: PodKey, pod: (u64, Value), bound: Bound) {
     let node = bound.node.clone();
     state.unschedulable.remove(&key);
     let u = state.usage.entry(node.clone()).or_default();
@@ -259,10 +261,10 @@ fn start(kubelet: &Kubelet, state: &mut State, key: PodKey, pod: &Value, bound: 
         state.next_ip & 0xff
     );
     let host_ip = node_ip(&kubelet.config, &node);
-    bind(&kubelet.cluster, pod, &node, &host_ip);
+    let bound = bind(&kubelet.cluster, pod, &node, &host_ip);
     let (tx, rx) = watch::channel(None);
     state.running.insert(key.clone(), tx);
-    tokio::spawn(run_pod(kubelet.clone(), key, ip, rx));
+    tokio::spawn(run_pod(kubelet.clone(), key, ip, bound, rx));
 }
 
 /// The default scheduler's FailedScheduling message.
@@ -303,6 +305,7 @@ fn mark_unschedulable(cluster: &Cluster, pod: &Value, message: &str) {
     let (ns, name) = ns_name(pod);
     let now = cluster.clock.now_rfc3339();
     let _ = cluster.update_status_with(Kind::Pod, &ns, &name, |p| {
+        let before = p["status"]["conditions"].clone();
         set_condition(
             p,
             pod_condition(
@@ -313,6 +316,7 @@ fn mark_unschedulable(cluster: &Cluster, pod: &Value, message: &str) {
                 Some(message),
             ),
         );
+        p["status"]["conditions"] != before
     });
     cluster.record_event(
         Kind::Pod,
@@ -324,12 +328,18 @@ fn mark_unschedulable(cluster: &Cluster, pod: &Value, message: &str) {
     );
 }
 
-fn bind(cluster: &Cluster, pod: &Value, node: &str, host_ip: &str) {
-    let (ns, name) = ns_name(pod);
+/// Sets the pod's node and its status as bound; the pod as written.
+fn bind(
+    cluster: &Cluster,
+    (rev, pod): (u64, Value),
+    node: &str,
+    host_ip: &str,
+) -> Option<(u64, Value)> {
+    let (ns, name) = ns_name(&pod);
     let now = cluster.clock.now_rfc3339();
-    let containers = container_names(pod, "containers");
-    let init = container_names(pod, "initContainers");
-    let _ = cluster.update_status_with(Kind::Pod, &ns, &name, |p| {
+    let containers = container_names(&pod, "containers");
+    let init = container_names(&pod, "initContainers");
+    let bound = cluster.update_status_kept(Kind::Pod, &ns, &name, Some((rev, pod)), |p| {
         p["spec"]["nodeName"] = json!(node);
         set_condition(p, pod_condition("PodScheduled", true, &now, None, None));
         set_condition(
@@ -371,14 +381,18 @@ fn bind(cluster: &Cluster, pod: &Value, node: &str, host_ip: &str) {
                 .map(|c| waiting_status(p, c, "ContainerCreating", None, 0))
                 .collect(),
         );
+        // A new nodeName and startTime.
+        true
     });
+    let bound = bound.ok()?;
     let message = format!("Successfully assigned {ns}/{name} to {node}");
     cluster.record_event(
         Kind::Pod,
-        pod,
+        &bound.1,
         "Normal",
         "Scheduled",
         &message,
         "default-scheduler",
     );
+    Some(bound)
 }

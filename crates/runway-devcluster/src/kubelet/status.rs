@@ -222,26 +222,33 @@ impl Summary {
     }
 }
 
-/// Writes the containers' statuses and the phase and conditions they imply.
+/// Writes the containers' statuses and the phase and conditions they imply,
+/// on `base` (the pod as the caller last saw it, with its revision) when the
+/// pod has not changed since; the pod as written.
 pub(super) fn publish(
     cluster: &Cluster,
     key: &PodKey,
+    base: Option<(u64, Value)>,
     statuses: &[CStatus],
     init: &[CStatus],
     ip: &str,
     evicted: Option<&str>,
-) {
+) -> Option<(u64, Value)> {
     let now = cluster.clock.now_rfc3339();
-    let _ = cluster.update_status_with(Kind::Pod, &key.0, &key.1, |p| {
-        let snapshot = p.clone();
-        let render = |list: &[CStatus]| -> Vec<Value> {
-            list.iter().map(|c| render_status(&snapshot, c)).collect()
+    let written = cluster.update_status_kept(Kind::Pod, &key.0, &key.1, base, |p| {
+        // Rendered from the spec before the status changes, and compared
+        // with the status before: the pod is not copied.
+        let render = |pod: &Value, list: &[CStatus]| -> Vec<Value> {
+            list.iter().map(|c| render_status(pod, c)).collect()
         };
+        let main = render(p, statuses);
+        let init_statuses = render(p, init);
+        let before = p["status"].clone();
         let summary = Summary::of(statuses, init);
         p["status"]["phase"] = json!(summary.phase(evicted.is_some()));
-        p["status"]["containerStatuses"] = Value::Array(render(statuses));
+        p["status"]["containerStatuses"] = Value::Array(main);
         if !init.is_empty() {
-            p["status"]["initContainerStatuses"] = Value::Array(render(init));
+            p["status"]["initContainerStatuses"] = Value::Array(init_statuses);
         }
         if summary.any_started || summary.init_done {
             p["status"]["podIP"] = json!(ip);
@@ -272,7 +279,9 @@ pub(super) fn publish(
             p["status"]["reason"] = json!("Evicted");
             p["status"]["message"] = json!(msg);
         }
+        p["status"] != before
     });
+    written.ok()
 }
 
 /// ContainersReady and Ready: true while every container runs.

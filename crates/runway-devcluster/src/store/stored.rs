@@ -43,6 +43,9 @@ pub struct Stored {
     /// `spec.nodeName` is set (pods).
     bound: bool,
     phase: Phase,
+    /// The pod's Ready condition is True (the Job controller counts ready
+    /// pods on every pass).
+    ready: bool,
 }
 
 impl Stored {
@@ -83,6 +86,10 @@ impl Stored {
                 Some("Failed") => Phase::Failed,
                 _ => Phase::Other,
             },
+            ready: obj["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            }),
         }
     }
 
@@ -212,6 +219,11 @@ impl Stored {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// `status.conditions` has Ready with status True.
+    pub fn ready(&self) -> bool {
+        self.ready
     }
 
     /// Whether the indexed label and owner fields differ.

@@ -314,6 +314,13 @@ fn stored_objects_answer_with_type_meta_and_their_indexed_fields() {
     next["status"]["phase"] = json!("Succeeded");
     let n = Stored::next(&next, Some(&s));
     assert!(n.same_index(&s) && n.phase() == Phase::Succeeded);
+    assert!(!s.ready() && !n.ready());
+    let mut ready = next.clone();
+    ready["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True"},
+                                           {"type": "Ready", "status": "True"}]);
+    assert!(Stored::next(&ready, Some(&n)).ready());
+    ready["status"]["conditions"][1]["status"] = json!("False");
+    assert!(!Stored::next(&ready, Some(&n)).ready());
     next["metadata"]["labels"]["a"] = json!("2");
     let changed = Stored::next(&next, Some(&n));
     assert!(!changed.same_index(&n));
