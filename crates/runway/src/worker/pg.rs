@@ -229,31 +229,33 @@ impl Pg {
     }
 
     /// Inserts an event-log row as `PostgresEventLogStorage.store_event` does
-    /// (timestamp as naive UTC) and sends its notification. Returns the row id.
+    /// (timestamp as naive UTC) and sends its notification (`<run id>_<row
+    /// id>` on `run_events`). Returns the row id. One statement: Dagster
+    /// sends the INSERT and the NOTIFY as two, but a listener sees the same
+    /// row and payload either way (a notification is delivered at commit),
+    /// and one round trip and one transaction per event is a good part of
+    /// what a step costs PostgreSQL.
     pub async fn store_event(&self, t: &PgTarget, row: &EventRow<'_>) -> Result<i64, Error> {
         let c = self.client(t).await?;
         let inserted = c
             .query_one(
-                "INSERT INTO event_logs (run_id, event, dagster_event_type, timestamp, step_key) \
-                 VALUES ($1, $2, $3, to_timestamp($4::float8) AT TIME ZONE 'UTC', $5) RETURNING id::int8",
+                "WITH row AS (INSERT INTO event_logs \
+                 (run_id, event, dagster_event_type, timestamp, step_key) \
+                 VALUES ($1, $2, $3, to_timestamp($4::float8) AT TIME ZONE 'UTC', $5) \
+                 RETURNING id) \
+                 SELECT id::int8, pg_notify($6, $1::text || '_' || id::text)::text FROM row",
                 &[
                     &row.run_id,
                     &row.event,
                     &row.event_type,
                     &row.timestamp,
                     &row.step_key,
+                    &CHANNEL,
                 ],
             )
             .await
             .and_then(|r| r.try_get(0));
-        let id: i64 = self.note(t, inserted)?;
-        let payload = format!("{}_{id}", row.run_id);
-        self.note(
-            t,
-            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-                .await,
-        )?;
-        Ok(id)
+        self.note(t, inserted)
     }
 }
 
