@@ -21,6 +21,16 @@ fn uids_are_version_4_and_follow_the_seed() {
     }
 }
 
+/// Every Event in `default`.
+const EVENTS: ListQuery<'static> = ListQuery {
+    kind: Kind::Event,
+    namespace: Some("default"),
+    at: None,
+    after: None,
+    limit: 0,
+    labels: &[],
+};
+
 #[test]
 fn repeated_events_are_counted_on_one_event_object() {
     let c = Cluster::new(StoreConfig::default(), Clock::virtual_at(0), 7);
@@ -38,16 +48,8 @@ fn repeated_events_are_counted_on_one_event_object() {
         "kubelet",
     );
     c.record_event(Kind::Pod, &other, "Normal", "Pulled", "pulled", "kubelet");
-    let q = ListQuery {
-        kind: Kind::Event,
-        namespace: Some("default"),
-        at: None,
-        after: None,
-        limit: 0,
-        labels: &[],
-    };
     let mut seen: Vec<(String, String, i64)> = c
-        .list(&q, |_| true)
+        .list(&EVENTS, |_| true)
         .unwrap()
         .items
         .iter()
@@ -73,15 +75,7 @@ fn repeated_events_are_counted_on_one_event_object() {
 
 /// The one Event in `default` (as `record_event` created it).
 fn only_event(c: &Cluster) -> Obj {
-    let q = ListQuery {
-        kind: Kind::Event,
-        namespace: Some("default"),
-        at: None,
-        after: None,
-        limit: 0,
-        labels: &[],
-    };
-    let mut items = c.list(&q, |_| true).unwrap().items;
+    let mut items = c.list(&EVENTS, |_| true).unwrap().items;
     assert_eq!(items.len(), 1);
     items.pop().unwrap()
 }
