@@ -333,7 +333,7 @@ async fn handle<S: StepRunner, R: ResultStore>(
     let accepted = Accepted {
         id: msg.id,
         task: msg.task,
-        kwargs: msg.kwargs,
+        kwargs: Arc::new(msg.kwargs),
         reply_to: msg.reply_to,
         retries: msg.retries,
         headers,

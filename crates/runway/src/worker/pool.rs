@@ -69,7 +69,8 @@ pub struct PoolConfig {
 pub struct Accepted {
     pub id: String,
     pub task: String,
-    pub kwargs: Map<String, Value>,
+    /// Shared with the task's entry in [`Registry`] (`inspect reserved`).
+    pub kwargs: Arc<Map<String, Value>>,
     pub reply_to: Option<String>,
     pub retries: u64,
     /// The message headers (for the `task-received` event's fields).
@@ -81,7 +82,6 @@ pub struct Accepted {
 impl Accepted {
     /// The task as `inspect reserved` shows it until its step starts.
     fn info(&self, hostname: &str) -> TaskInfo {
-        let kwargs = Value::Object(self.kwargs.clone());
         TaskInfo {
             id: self.id.clone(),
             name: self.task.clone(),
@@ -89,11 +89,14 @@ impl Accepted {
                 .headers
                 .get("kwargsrepr")
                 .and_then(Value::as_str)
-                .map_or_else(|| kwargs.to_string(), str::to_owned),
+                .map_or_else(
+                    || Value::Object(Map::clone(&self.kwargs)).to_string(),
+                    str::to_owned,
+                ),
             // The Job name is the same in every release, and is read without
             // rendering the step (which the step's own start does).
             step_job: StepTask::job_name_of(&self.kwargs),
-            kwargs,
+            kwargs: Arc::clone(&self.kwargs),
             hostname: hostname.to_owned(),
             time_start: None,
             acknowledged: false,

@@ -146,7 +146,7 @@ mod tests {
         TaskInfo {
             id: id.into(),
             name: "execute_step_k8s_job".into(),
-            kwargs: serde_json::json!({}),
+            kwargs: Default::default(),
             kwargsrepr: "{}".into(),
             hostname: "w@h".into(),
             time_start: None,

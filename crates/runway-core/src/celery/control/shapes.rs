@@ -3,6 +3,8 @@
 //! (`active`, `reserved`, `query_task`), queue info (`active_queues`, kombu's
 //! `Queue.as_dict`), `stats` and `conf`.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use super::py_repr;
@@ -22,8 +24,10 @@ pub struct DeliveryInfo {
 pub struct TaskInfo {
     pub id: String,
     pub name: String,
-    /// The task's kwargs, and their `kwargsrepr` header (for `safe`).
-    pub kwargs: Value,
+    /// The task's kwargs, and their `kwargsrepr` header (for `safe`). Shared
+    /// with the task itself: a held task's kwargs are not copied for the
+    /// inspect replies that may never come.
+    pub kwargs: Arc<Map<String, Value>>,
     pub kwargsrepr: String,
     pub hostname: String,
     /// Unix seconds the step started; `None` while reserved.
@@ -42,7 +46,7 @@ impl TaskInfo {
         let (args, kwargs) = if safe {
             (Value::from("()"), Value::from(self.kwargsrepr.clone()))
         } else {
-            (json!([]), self.kwargs.clone())
+            (json!([]), Value::Object(Map::clone(&self.kwargs)))
         };
         json!({
             "id": self.id,

@@ -147,7 +147,7 @@ fn task(id: &str, ms: u64) -> Accepted {
     Accepted {
         id: id.into(),
         task: TASK.into(),
-        kwargs,
+        kwargs: Arc::new(kwargs),
         reply_to: None,
         retries: 0,
         headers: Map::new(),
@@ -362,4 +362,23 @@ async fn after_the_grace_period_held_deliveries_return_to_the_queue() {
     run.abort();
     assert_eq!(settled(&log), vec![(1, "requeue")]);
     assert!(store.results("t9").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn inspect_shows_a_held_task_without_copying_its_kwargs() {
+    let (store, jobs, log) = fixture();
+    let w = worker("a", &store, &jobs);
+    let msg = task("t10", 5_000);
+    let kwargs = Arc::clone(&msg.kwargs);
+    let run = deliver(&w, msg, 1, &log);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let active = w.pool.registry.active();
+    assert_eq!(active.len(), 1, "the running step is listed");
+    assert!(
+        Arc::ptr_eq(&active[0].kwargs, &kwargs),
+        "the listing shares the task's kwargs"
+    );
+    assert_eq!(active[0].to_value(false)["kwargs"]["id"], "t10");
+    run.await.unwrap();
+    assert!(w.pool.registry.active().is_empty(), "gone once settled");
 }

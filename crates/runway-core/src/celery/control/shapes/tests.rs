@@ -82,7 +82,7 @@ fn task_info_is_safe_or_whole() {
     let t = TaskInfo {
         id: "t1".into(),
         name: "execute_step_k8s_job".into(),
-        kwargs: json!({"job_namespace": "ns"}),
+        kwargs: Arc::new(Map::from_iter([("job_namespace".to_owned(), json!("ns"))])),
         kwargsrepr: "{'job_namespace': 'ns'}".into(),
         hostname: "runway-a@h".into(),
         time_start: Some(1.5),
