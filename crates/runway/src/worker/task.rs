@@ -9,6 +9,7 @@
 mod logs;
 mod run_log;
 mod step_job;
+mod targets;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -23,12 +24,13 @@ use crate::cluster::JobApi;
 use crate::retry::Backoff;
 use backon::BackoffBuilder as _;
 use run_log::{Run, Unwritten};
-use runway_core::dagster::instance::{storage_target, PgTarget, RunRecord, Storage};
+use runway_core::dagster::instance::{PgTarget, RunRecord};
 use runway_core::dagster::serdes::{self, Meta};
 use runway_core::dagster::step::StepTask;
 use runway_core::dagster::version::Target;
 use runway_core::dagster::Env;
 use step_job::{StepJob, Waited};
+pub use targets::{TargetCache, Targets};
 
 /// What the worker needs to run steps.
 pub struct Ctx<K> {
@@ -42,6 +44,8 @@ pub struct Ctx<K> {
     pub pod_name: Option<String>,
     /// `--postgres-url`: used instead of the databases the instance names.
     pub postgres: Option<PgTarget>,
+    /// The databases of the instances seen, when `postgres` is not given.
+    pub targets: TargetCache,
     pub env: Box<dyn Env + Send + Sync>,
     /// `--dagster-version`: the release whose task body this worker runs.
     pub dagster: Target,
@@ -188,13 +192,18 @@ async fn prepare<'a, K: JobApi>(
         .get("execute_step_args_packed")
         .and_then(|packed| packed.get("instance_ref"))
         .unwrap_or(&Value::Null);
-    let target = |which| match &ctx.postgres {
-        Some(t) => Ok(t.clone()),
-        None => storage_target(instance_ref, which, ctx.env.as_ref()),
-    };
-    let (run_target, events_target) = match (target(Storage::Run), target(Storage::EventLog)) {
-        (Ok(r), Ok(e)) => (r, e),
-        (Err(e), _) | (_, Err(e)) => return Err(Finish::value_error(e.to_string())),
+    let Targets {
+        run: run_target,
+        events: events_target,
+    } = match &ctx.postgres {
+        Some(t) => Targets {
+            run: t.clone(),
+            events: t.clone(),
+        },
+        None => ctx
+            .targets
+            .get(instance_ref, ctx.env.as_ref())
+            .map_err(|e| Finish::value_error(e.to_string()))?,
     };
     let record = match read_run(ctx, &run_target, &task.run_id).await {
         Ok(Some(r)) => r,
