@@ -89,8 +89,9 @@ impl Accepted {
                 .headers
                 .get("kwargsrepr")
                 .and_then(Value::as_str)
+                // A map of JSON values always serializes; no copy of it is made.
                 .map_or_else(
-                    || Value::Object(Map::clone(&self.kwargs)).to_string(),
+                    || serde_json::to_string(&*self.kwargs).unwrap_or_default(),
                     str::to_owned,
                 ),
             // The Job name is the same in every release, and is read without

@@ -379,6 +379,8 @@ async fn inspect_shows_a_held_task_without_copying_its_kwargs() {
         "the listing shares the task's kwargs"
     );
     assert_eq!(active[0].to_value(false)["kwargs"]["id"], "t10");
+    // No kwargsrepr header: the repr is the kwargs' JSON.
+    assert_eq!(active[0].kwargsrepr, r#"{"id":"t10","ms":5000}"#);
     run.await.unwrap();
     assert!(w.pool.registry.active().is_empty(), "gone once settled");
 }
