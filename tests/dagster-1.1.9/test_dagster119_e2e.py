@@ -134,6 +134,12 @@ def test_seed_switch_terminate_cancels_and_leaves_no_job_or_pod(seed):
     assert seed.instance.run_launcher.terminate(run_id) is True
     [done] = seed.wait([run_id], timeout=120)
     assert done.status.value == "CANCELED", seed.debug([run_id])
+    # The step stayed in flight until the signalled run worker revoked it: a step answered
+    # before that signal (with [], or a failure once its Job is deleted) would be settled
+    # by the run worker, and the run would end FAILURE.
+    revoked = 'celery task for running step "wait_for_release" was revoked.'
+    messages = [e.user_message for e in seed.instance.all_logs(run_id)]
+    assert revoked in messages, seed.debug([run_id])
     wait_until(lambda: not run_objects(seed, run_id, names), "Jobs or pods are left", 60,
                lambda: str(run_objects(seed, run_id, names)))
 

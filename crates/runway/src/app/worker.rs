@@ -103,6 +103,7 @@ pub async fn start_worker(args: &WorkerArgs) -> Result<WorkerHandle, Error> {
         env: Box::new(crate::env::ProcessEnv),
         dagster: args.dagster_version.clone(),
         event_write_patience: Duration::from_secs(args.event_write_patience_secs),
+        cancel_grace: Duration::from_secs(args.cancel_grace_secs),
         targets: Default::default(),
         metrics: metrics.clone(),
     };

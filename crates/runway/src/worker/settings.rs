@@ -70,6 +70,12 @@ pub struct WorkerArgs {
     /// unreachable; an event still unwritten then fails its task.
     #[arg(long, env = "RUNWAY_EVENT_WRITE_PATIENCE_SECS", default_value_t = 300)]
     pub event_write_patience_secs: u64,
+    /// Seconds a step Job of a CANCELING run is left running while the run
+    /// worker, signalled by its launcher, revokes the step and records
+    /// CANCELED; deleting it sooner can let the run end FAILURE instead.
+    /// The Python task notices a cancel at its next 10 s poll; 0 deletes at once.
+    #[arg(long, env = "RUNWAY_CANCEL_GRACE_SECS", default_value_t = 10)]
+    pub cancel_grace_secs: u64,
     /// Dagster's run storage, overriding the database the task's instance names
     /// (`postgresql://user:password@host:port/db`).
     #[arg(long, env = "RUNWAY_POSTGRES_URL")]

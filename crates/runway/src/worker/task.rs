@@ -51,6 +51,8 @@ pub struct Ctx<K> {
     pub dagster: Target,
     /// How long an event-log write is retried through a PostgreSQL outage.
     pub event_write_patience: std::time::Duration,
+    /// How long a CANCELING run's step Job is left to its run worker.
+    pub cancel_grace: std::time::Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -150,6 +152,7 @@ async fn run_task<K: JobApi>(
         &mut run_wait,
         &mut revoke,
         task.job_wait_timeout,
+        ctx.cancel_grace,
     )
     .await;
     drop(run_wait);

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use serde_json::{Map, Value};
 
 use super::run_log::{api_error, py_str, Run};
@@ -16,6 +18,7 @@ use runway_core::dagster::serdes::{Meta, QUEUE_WAIT_MARKER};
 use runway_core::dagster::step::StepTask;
 use runway_core::dagster::Env;
 use runway_core::track::health::WorkerStatus;
+use runway_core::track::index::Transition;
 
 /// A rendered step Job.
 #[derive(Debug)]
@@ -173,24 +176,63 @@ impl StepJob {
 
 /// Waits for the first of: the Job's end (as the watch index judges it),
 /// the run leaving STARTED, a revoke, or the task's `job_wait_timeout`.
+/// A run seen CANCELING is given `cancel_grace` first (see [`canceling`]).
 pub async fn wait(
     job: &mut JobWait,
     run: &mut RunWait,
     revoke: &mut RevokeWait,
     timeout_secs: f64,
+    cancel_grace: Duration,
 ) -> Waited {
     let timeout = Duration::from_secs_f64(timeout_secs.clamp(1.0, 1e9));
+    let waits = Waits {
+        job: &mut job.rx,
+        run: &mut run.rx,
+        revoke: &mut revoke.rx,
+    };
+    wait_on(waits, timeout, cancel_grace).await
+}
+
+/// The receivers a step's wait selects over.
+struct Waits<'a> {
+    job: &'a mut watch::Receiver<Option<Transition>>,
+    run: &'a mut watch::Receiver<Option<String>>,
+    revoke: &'a mut watch::Receiver<bool>,
+}
+
+async fn wait_on(w: Waits<'_>, timeout: Duration, cancel_grace: Duration) -> Waited {
     tokio::select! {
-        w = job_end(job) => w,
-        _ = run.rx.wait_for(Option::is_some) => Waited::RunNotStarted,
-        _ = revoke.rx.wait_for(|r| *r) => Waited::Revoked,
-        _ = tokio::time::sleep(timeout) => Waited::Timeout,
+        r = job_end(w.job) => return r,
+        _ = w.run.wait_for(Option::is_some) => {}
+        _ = w.revoke.wait_for(|r| *r) => return Waited::Revoked,
+        _ = tokio::time::sleep(timeout) => return Waited::Timeout,
+    }
+    let canceling = w.run.borrow().as_deref() == Some("CANCELING");
+    if canceling {
+        return self::canceling(w, cancel_grace).await;
+    }
+    Waited::RunNotStarted
+}
+
+/// The run is CANCELING: its launcher is deleting the run worker's Job (and,
+/// Runway's launcher, the step Jobs too). Once signalled, the run worker
+/// revokes this task and records CANCELED, but only if the step is still in
+/// flight then: a result that reaches it first (`[]`, or a failure because
+/// the step Job was deleted) settles the step, and the run ends FAILURE.
+/// (The Python task polls every 10 s, so it practically never wins that
+/// race.) So the task waits up to `grace` for the revoke or for the run to
+/// leave CANCELING; the step Job's own end does not answer it meanwhile.
+async fn canceling(w: Waits<'_>, grace: Duration) -> Waited {
+    tokio::select! {
+        _ = w.run.wait_for(|s| s.as_deref() != Some("CANCELING")) => Waited::RunNotStarted,
+        _ = w.revoke.wait_for(|r| *r) => Waited::Revoked,
+        _ = tokio::time::sleep(grace) => Waited::RunNotStarted,
     }
 }
 
-async fn job_end(job: &mut JobWait) -> Waited {
+async fn job_end(job: &mut watch::Receiver<Option<Transition>>) -> Waited {
     loop {
-        if let Some(t) = job.rx.borrow_and_update().clone() {
+        if let Some(t) = job.borrow_and_update().clone() {
             if t.deleted {
                 return Waited::Gone(t.message);
             }
@@ -208,8 +250,11 @@ async fn job_end(job: &mut JobWait) -> Waited {
                 _ => {}
             }
         }
-        if job.rx.changed().await.is_err() {
+        if job.changed().await.is_err() {
             return Waited::Gone(String::new());
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
