@@ -214,8 +214,8 @@ async fn wait_on(w: Waits<'_>, timeout: Duration, cancel_grace: Duration) -> Wai
     Waited::RunNotStarted
 }
 
-/// The run is CANCELING: its launcher is deleting the run worker's Job (and,
-/// Runway's launcher, the step Jobs too). Once signalled, the run worker
+/// The run is CANCELING: its launcher is deleting the run worker's Job
+/// (Runway's launcher deletes the step Jobs too). Once signalled, the run worker
 /// revokes this task and records CANCELED, but only if the step is still in
 /// flight then: a result that reaches it first (`[]`, or a failure because
 /// the step Job was deleted) settles the step, and the run ends FAILURE.
