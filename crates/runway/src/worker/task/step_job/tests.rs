@@ -49,42 +49,45 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_canceling_run_leaves_the_step_job_to_the_run_worker_until_it_revokes() {
+/// Marks the run CANCELING, lets `after` pass, does `then` (nothing when
+/// `None`), and returns how the wait ended and how long after the cancel.
+async fn cancel_then(after: Duration, then: Option<fn(&Senders)>) -> (Waited, Duration) {
     let (s, handle) = start();
     let began = tokio::time::Instant::now();
     s.run.send_replace(Some("CANCELING".into()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        !handle.is_finished(),
-        "the step Job must outlive the cancel's first moments"
-    );
-    s.revoke.send_replace(true);
+    tokio::time::sleep(after).await;
+    if let Some(then) = then {
+        then(&s);
+    }
     let (waited, at) = handle.await.unwrap();
+    (waited, at - began)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canceling_run_leaves_the_step_job_to_the_run_worker_until_it_revokes() {
+    let revoke: fn(&Senders) = |s| {
+        s.revoke.send_replace(true);
+    };
+    let (waited, took) = cancel_then(Duration::from_secs(2), Some(revoke)).await;
     assert!(matches!(waited, Waited::Revoked), "{waited:?}");
-    assert_eq!(at - began, Duration::from_secs(2));
+    assert_eq!(took, Duration::from_secs(2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_canceling_run_ends_the_wait_once_it_is_canceled() {
-    let (s, handle) = start();
-    let began = tokio::time::Instant::now();
-    s.run.send_replace(Some("CANCELING".into()));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    s.run.send_replace(Some("CANCELED".into()));
-    let (waited, at) = handle.await.unwrap();
+    let canceled: fn(&Senders) = |s| {
+        s.run.send_replace(Some("CANCELED".into()));
+    };
+    let (waited, took) = cancel_then(Duration::from_secs(3), Some(canceled)).await;
     assert!(matches!(waited, Waited::RunNotStarted), "{waited:?}");
-    assert_eq!(at - began, Duration::from_secs(3));
+    assert_eq!(took, Duration::from_secs(3));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_run_stuck_canceling_gets_its_step_job_deleted_after_the_grace() {
-    let (s, handle) = start();
-    let began = tokio::time::Instant::now();
-    s.run.send_replace(Some("CANCELING".into()));
-    let (waited, at) = handle.await.unwrap();
+    let (waited, took) = cancel_then(Duration::ZERO, None).await;
     assert!(matches!(waited, Waited::RunNotStarted), "{waited:?}");
-    assert_eq!(at - began, GRACE);
+    assert_eq!(took, GRACE);
 }
 
 #[tokio::test(start_paused = true)]
