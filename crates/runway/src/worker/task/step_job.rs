@@ -207,9 +207,8 @@ async fn wait_on(w: Waits<'_>, timeout: Duration, cancel_grace: Duration) -> Wai
         _ = w.revoke.wait_for(|r| *r) => return Waited::Revoked,
         _ = tokio::time::sleep(timeout) => return Waited::Timeout,
     }
-    let canceling = w.run.borrow().as_deref() == Some("CANCELING");
-    if canceling {
-        return self::canceling(w, cancel_grace).await;
+    if w.run.borrow().as_deref() == Some("CANCELING") {
+        return canceling(w, cancel_grace).await;
     }
     Waited::RunNotStarted
 }
