@@ -145,10 +145,9 @@ fn write_entries<'v>(out: &mut String, entries: impl Iterator<Item = (&'v str, &
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
     // Runs of printable ASCII (most of any string) are copied whole.
-    let plain = |b: u8| (0x20..=0x7f).contains(&b) && b != b'"' && b != b'\\';
     let mut rest = s;
     while !rest.is_empty() {
-        let run = rest.bytes().position(|b| !plain(b)).unwrap_or(rest.len());
+        let run = plain_prefix(rest.as_bytes());
         out.push_str(&rest[..run]);
         rest = &rest[run..];
         let Some(c) = rest.chars().next() else {
@@ -158,6 +157,44 @@ pub fn write_str(out: &mut String, s: &str) {
         rest = &rest[c.len_utf8()..];
     }
     out.push('"');
+}
+
+/// A byte `json.dumps` copies as is: printable ASCII but `"` and `\\`.
+fn plain(b: u8) -> bool {
+    (0x20..=0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// How many leading bytes are [`plain`]. Step arguments are mostly long plain
+/// strings (paths, YAML, base64), so eight bytes are tested per step: a word
+/// has a byte to escape if one is below 0x20, has its high bit, or equals `"`
+/// or `\\`. The zero-byte test can flag a byte above a true hit (a borrow
+/// carries up), never one below it, so the lowest flag is exact.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w;
+    let mut words = bytes.chunks_exact(8);
+    let mut done = 0;
+    for chunk in &mut words {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+        let flags = (below_space
+            | zero_byte(w ^ (ONES * u64::from(b'"')))
+            | zero_byte(w ^ (ONES * u64::from(b'\\')))
+            | w)
+            & HIGH;
+        if flags != 0 {
+            return done + flags.trailing_zeros() as usize / 8;
+        }
+        done += 8;
+    }
+    done + words
+        .remainder()
+        .iter()
+        .position(|&b| !plain(b))
+        .unwrap_or(words.remainder().len())
 }
 
 fn escape_char(out: &mut String, c: char) {
@@ -222,6 +259,29 @@ mod tests {
         assert_eq!(
             dumps_sorted(&v),
             r#"{"a": "\u00e9\u0001\"\\\n", "b": [1, 2.0, null, true], "c": {"y": [], "z": {}}, "d": "\ud83d\ude00"}"#
+        );
+    }
+
+    /// Every byte value at every offset of a word, against the bytewise rule.
+    #[test]
+    fn plain_prefix_stops_at_the_first_byte_to_escape() {
+        for bad in 0..=255u8 {
+            for at in 0..20 {
+                let mut bytes = vec![b'a'; 24];
+                // A byte to escape above the tested one must not hide it.
+                bytes[23] = b'"';
+                bytes[at] = bad;
+                let want = bytes.iter().position(|&b| !plain(b)).unwrap_or(24);
+                assert_eq!(plain_prefix(&bytes), want, "byte {bad:#x} at {at}");
+            }
+        }
+        assert_eq!(plain_prefix(b""), 0);
+        assert_eq!(plain_prefix(b"\x7f~ plain"), 8);
+        let mut s = String::new();
+        write_str(&mut s, "0123456789abcdef\u{7f}\"é\n/0123456789abcdef");
+        assert_eq!(
+            s,
+            "\"0123456789abcdef\u{7f}\\\"\\u00e9\\n/0123456789abcdef\""
         );
     }
 }
