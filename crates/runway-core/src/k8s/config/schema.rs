@@ -70,7 +70,9 @@ impl Model {
             return self.fields.iter().position(|f| f.snake == snake);
         };
         order
-            .binary_search_by(|&i| self.fields[usize::from(i)].snake.cmp(snake))
+            .binary_search_by(|&i| {
+                by_len_then_name(self.fields[usize::from(i)].snake).cmp(&by_len_then_name(snake))
+            })
             .ok()
             .map(|at| usize::from(order[at]))
     }
@@ -94,7 +96,13 @@ impl Model {
     }
 }
 
-/// Per model, its field positions sorted by snake_case name, built once.
+/// The order names are searched in: a model's names mostly differ in length,
+/// so most steps of the search compare two integers, not two strings.
+fn by_len_then_name(name: &str) -> (usize, &str) {
+    (name.len(), name)
+}
+
+/// Per model, its field positions sorted by [`by_len_then_name`], built once.
 fn snake_orders() -> &'static [Vec<u8>] {
     static ORDERS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
     ORDERS.get_or_init(|| {
@@ -104,7 +112,7 @@ fn snake_orders() -> &'static [Vec<u8>] {
                 let mut order: Vec<u8> = (0..m.fields.len())
                     .map(|i| u8::try_from(i).unwrap_or(u8::MAX))
                     .collect();
-                order.sort_by_key(|&i| m.fields[usize::from(i)].snake);
+                order.sort_by_key(|&i| by_len_then_name(m.fields[usize::from(i)].snake));
                 order
             })
             .collect()
