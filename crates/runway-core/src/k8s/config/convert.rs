@@ -91,23 +91,32 @@ pub fn model_into_wire(model: usize, dict: Map, at: &str) -> Result<Value, Error
 
 /// The Python client's constructor refuses an unknown keyword first, then
 /// takes the attributes in the model's order; the first error here is the one
-/// it raises first. The model's fields are sorted by wire name, so the
-/// converted entries come out in the wire map's own order.
-fn model_wire(model: usize, dict: Map, at: &At<'_>) -> Result<Value, Error> {
+/// it raises first. The model's fields are sorted by wire name, so that order
+/// is also the wire map's.
+fn model_wire(model: usize, mut dict: Map, at: &At<'_>) -> Result<Value, Error> {
     let m = Model::get(model);
-    let mut entries = Vec::with_capacity(dict.len());
-    for (key, value) in dict {
-        let Some(index) = m.snake_index(&key) else {
-            return Err(unknown_key(m, &key, at));
+    // Each key's field, in the dict's order.
+    let mut fields = Vec::with_capacity(dict.len());
+    let mut renamed = false;
+    let mut nulls = false;
+    for (key, value) in &dict {
+        let Some(index) = m.snake_index(key) else {
+            return Err(unknown_key(m, key, at));
         };
-        if !value.is_null() {
-            entries.push((index, key, value));
-        }
+        renamed |= key != m.fields[index].camel;
+        nulls |= value.is_null();
+        fields.push(index);
     }
-    entries.sort_unstable_by_key(|(index, _, _)| *index);
-    let mut out = Vec::with_capacity(entries.len());
+    // Values are converted where they lie, in the model's order.
+    let mut slots: Vec<(usize, &mut Value)> = fields
+        .iter()
+        .copied()
+        .zip(dict.values_mut())
+        .filter(|(_, value)| !value.is_null())
+        .collect();
+    slots.sort_unstable_by_key(|(index, _)| *index);
     let mut next = 0;
-    for (index, key, value) in entries {
+    for (index, slot) in slots {
         check_required(m, next..index, at)?;
         next = index + 1;
         let field = &m.fields[index];
@@ -118,17 +127,29 @@ fn model_wire(model: usize, dict: Map, at: &At<'_>) -> Result<Value, Error> {
                 field: field.camel,
             });
         }
-        let value = wire_value(&field.ty, value, &here)?;
-        // Most attribute names are one word, the same in both spellings.
-        let key = if key == field.camel {
-            key
-        } else {
-            field.camel.to_owned()
-        };
-        out.push((key, value));
+        let value = std::mem::take(slot);
+        *slot = wire_value(&field.ty, value, &here)?;
     }
     check_required(m, next..m.fields.len(), at)?;
-    Ok(Value::Object(out.into_iter().collect()))
+    // Most attribute names are one word, the same in both spellings: such a
+    // map is already the wire map and is kept, not rebuilt.
+    if !renamed {
+        if nulls {
+            dict.retain(|_, value| !value.is_null());
+        }
+        return Ok(Value::Object(dict));
+    }
+    let wire = fields
+        .into_iter()
+        .zip(dict)
+        .filter(|(_, (_, value))| !value.is_null())
+        .map(|(index, (key, value))| {
+            let camel = m.fields[index].camel;
+            let key = if key == camel { key } else { camel.to_owned() };
+            (key, value)
+        })
+        .collect();
+    Ok(Value::Object(wire))
 }
 
 /// A required attribute among `fields` (all absent) is an error.
@@ -162,16 +183,16 @@ fn wire_value(ty: &Ty, value: Value, at: &At<'_>) -> Result<Value, Error> {
             Ok(Value::Array(converted))
         }
         Ty::Map(inner) => {
-            let entries = match value {
+            let mut entries = match value {
                 Value::Object(entries) => entries,
                 other => return Err(wrong(at, &format!("an object ({})", ty.describe()), &other)),
             };
-            let mut out = Map::new();
-            for (k, v) in entries {
-                let converted = wire_value(inner, v, &At::Key(at, &k))?;
-                out.insert(k, converted);
+            // The keys stay: each value is converted where it lies.
+            for (k, v) in entries.iter_mut() {
+                let value = std::mem::take(v);
+                *v = wire_value(inner, value, &At::Key(at, k))?;
             }
-            Ok(Value::Object(out))
+            Ok(Value::Object(entries))
         }
         Ty::Model(id) => match value {
             Value::Object(dict) => model_wire(*id, dict, at),
