@@ -2,6 +2,7 @@
 //! describe (dagster-celery-k8s's task body up to `create_namespaced_job`).
 
 mod args;
+mod configs;
 mod zlib;
 
 use base64::Engine as _;
@@ -179,17 +180,18 @@ impl StepTask {
             base64::engine::general_purpose::STANDARD.encode(compressed),
         ]);
 
-        let job_config =
-            job_config_from_dict(opaque("job_config_dict"), &path::key(AT, "job_config_dict"))?;
-        let no_config = Map::new();
-        let tag_config = UserConfig::from_dict_as(
-            opaque("user_defined_k8s_config_dict").unwrap_or(&no_config),
-            &path::key(AT, "user_defined_k8s_config_dict"),
-            rules.user_sections(),
-            rules.merge_default(),
-        )?;
         let per_step = kwargs.get("per_step_k8s_config").filter(|v| !v.is_null());
-        let user = with_per_step_config(tag_config, per_step, &step_key, rules)?;
+        let inputs = configs::Inputs {
+            target,
+            job_config_dict: opaque("job_config_dict"),
+            user_config_dict: opaque("user_defined_k8s_config_dict"),
+            per_step_given: per_step.is_some(),
+            per_step_entry: per_step
+                .and_then(Value::as_object)
+                .and_then(|m| m.get(&step_key)),
+        };
+        let (job_config, user) =
+            configs::converted(inputs, |inputs| convert_configs(inputs, &step_key))?;
 
         let k8s_job_name = names::step_job_name(&run_id, &step_key, attempt);
         Ok(StepTask {
@@ -219,19 +221,39 @@ impl StepTask {
     }
 }
 
+/// The executor's Job config and the step's user config, as the task reads
+/// them from its kwargs.
+fn convert_configs(
+    inputs: &configs::Inputs<'_>,
+    step_key: &str,
+) -> Result<(JobConfig, UserConfig), Error> {
+    let rules = &inputs.target.rules;
+    let job_config =
+        job_config_from_dict(inputs.job_config_dict, &path::key(AT, "job_config_dict"))?;
+    let no_config = Map::new();
+    let tag_config = UserConfig::from_dict_as(
+        inputs.user_config_dict.unwrap_or(&no_config),
+        &path::key(AT, "user_defined_k8s_config_dict"),
+        rules.user_sections(),
+        rules.merge_default(),
+    )?;
+    let user = with_per_step_config(tag_config, inputs, step_key, rules)?;
+    Ok((job_config, user))
+}
+
 /// From 1.7.15 the op's `per_step_k8s_config` entry merges onto its tag
 /// config; before, the task signature has no such kwarg (a task carrying one
 /// comes from a newer publisher and fails in the stock worker).
 fn with_per_step_config(
     tag_config: UserConfig,
-    per_step: Option<&Value>,
+    inputs: &configs::Inputs<'_>,
     step_key: &str,
     rules: &Rules,
 ) -> Result<UserConfig, Error> {
     const AT: &str = "task_kwargs.per_step_k8s_config";
-    let Some(per_step) = per_step else {
+    if !inputs.per_step_given {
         return Ok(tag_config);
-    };
+    }
     if !rules.per_step_k8s_config {
         return Err(Error::NotInVersion {
             path: AT.into(),
@@ -242,9 +264,8 @@ fn with_per_step_config(
         });
     }
     let none = Map::new();
-    let entry = per_step
-        .as_object()
-        .and_then(|m| m.get(step_key))
+    let entry = inputs
+        .per_step_entry
         .and_then(Value::as_object)
         .unwrap_or(&none);
     let entry = UserConfig::from_dict(entry, &path::key(AT, step_key))?;
