@@ -9,7 +9,6 @@
 //! same way again.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 use serde_json::Value;
 
@@ -17,6 +16,7 @@ use super::super::version::Target;
 use super::super::Error;
 use crate::k8s::config::{Map, UserConfig};
 use crate::k8s::job::JobConfig;
+use crate::recent::Recent;
 
 /// Inputs remembered per thread: a worker's concurrent runs and ops.
 const CAPACITY: usize = 8;
@@ -33,13 +33,13 @@ pub(super) struct Inputs<'a> {
     pub per_step_entry: Option<&'a Value>,
 }
 
+/// [`Inputs`] owned, as a kept entry's key.
 struct Kept {
     target: Target,
     job_config_dict: Option<Map>,
     user_config_dict: Option<Map>,
     per_step_given: bool,
     per_step_entry: Option<Value>,
-    converted: (JobConfig, UserConfig),
 }
 
 impl Kept {
@@ -54,39 +54,30 @@ impl Kept {
     }
 }
 
+type Converted = (JobConfig, UserConfig);
+
 thread_local! {
-    static KEPT: RefCell<VecDeque<Kept>> = const { RefCell::new(VecDeque::new()) };
+    static KEPT: RefCell<Recent<Kept, Converted>> = const { RefCell::new(Recent::new(CAPACITY)) };
 }
 
 /// `convert(inputs)`, or a copy of what it gave for equal inputs before.
 pub(super) fn converted(
     inputs: Inputs<'_>,
-    convert: impl FnOnce(&Inputs<'_>) -> Result<(JobConfig, UserConfig), Error>,
-) -> Result<(JobConfig, UserConfig), Error> {
-    let hit = KEPT.with(|kept| {
-        let kept = kept.borrow();
-        kept.iter()
-            .find(|k| k.inputs() == inputs)
-            .map(|k| k.converted.clone())
-    });
+    convert: impl FnOnce(&Inputs<'_>) -> Result<Converted, Error>,
+) -> Result<Converted, Error> {
+    let hit = KEPT.with(|kept| kept.borrow().find(|k| k.inputs() == inputs).cloned());
     if let Some(hit) = hit {
         return Ok(hit);
     }
     let fresh = convert(&inputs)?;
-    KEPT.with(|kept| {
-        let mut kept = kept.borrow_mut();
-        if kept.len() == CAPACITY {
-            kept.pop_front();
-        }
-        kept.push_back(Kept {
-            target: inputs.target.clone(),
-            job_config_dict: inputs.job_config_dict.cloned(),
-            user_config_dict: inputs.user_config_dict.cloned(),
-            per_step_given: inputs.per_step_given,
-            per_step_entry: inputs.per_step_entry.cloned(),
-            converted: fresh.clone(),
-        });
-    });
+    let key = Kept {
+        target: inputs.target.clone(),
+        job_config_dict: inputs.job_config_dict.cloned(),
+        user_config_dict: inputs.user_config_dict.cloned(),
+        per_step_given: inputs.per_step_given,
+        per_step_entry: inputs.per_step_entry.cloned(),
+    };
+    KEPT.with(|kept| kept.borrow_mut().keep(key, fresh.clone()));
     Ok(fresh)
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use runway_core::dagster::instance::{storage_target, PgTarget, Storage};
 use runway_core::dagster::{Env, Error};
+use runway_core::recent::Recent;
 
 /// Instances remembered at once: a worker serves one Dagster deployment, or
 /// a few sharing its queues; more than this are parsed again as they come.
@@ -25,9 +26,17 @@ pub struct Targets {
 /// `instance_ref` (its storage configs and its settings alike), so an
 /// instance whose config changes is parsed afresh. Errors are not kept: the
 /// step fails with the same message the next time, from a fresh parse.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TargetCache {
-    kept: Mutex<Vec<(Value, Targets)>>,
+    kept: Mutex<Recent<Value, Targets>>,
+}
+
+impl Default for TargetCache {
+    fn default() -> TargetCache {
+        TargetCache {
+            kept: Mutex::new(Recent::new(KEPT)),
+        }
+    }
 }
 
 impl TargetCache {
@@ -48,21 +57,16 @@ impl TargetCache {
 
     fn find(&self, instance_ref: &Value) -> Option<Targets> {
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.iter()
-            .find(|(key, _)| key == instance_ref)
-            .map(|(_, t)| t.clone())
+        kept.find(|key| key == instance_ref).cloned()
     }
 
-    /// The oldest entry makes room when full.
+    /// The oldest entry makes room when full. Another step of the instance
+    /// may have kept it meanwhile: it is kept once.
     fn keep(&self, instance_ref: &Value, targets: &Targets) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.iter().any(|(key, _)| key == instance_ref) {
-            return;
+        if kept.find(|key| key == instance_ref).is_none() {
+            kept.keep(instance_ref.clone(), targets.clone());
         }
-        if kept.len() == KEPT {
-            kept.remove(0);
-        }
-        kept.push((instance_ref.clone(), targets.clone()));
     }
 
     #[cfg(test)]
