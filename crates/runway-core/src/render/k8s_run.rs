@@ -3,7 +3,7 @@
 
 use super::checks::*;
 use super::*;
-use crate::dagster::context::{FieldsContext, Layer};
+use crate::dagster::context::{FieldsContext, Layer, Layers, MergedRaw};
 use crate::dagster::version::{Layering, Rules};
 
 /// The tags' layer of a run without Kubernetes tags.
@@ -79,27 +79,35 @@ pub(super) fn render_k8s_run(
 /// the launcher's allowlists).
 fn merge_raw(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merged, Error> {
     let rules = &case.target.rules;
-    let base = launcher.prepared.raw(launcher, rules, env)?;
-    let mut user = ContainerContext::default();
-    if truthy(&case.container_context) {
-        let location = launcher.prepared.location::<ContainerContext>(
+    let prepared = &launcher.prepared;
+    let base = prepared.raw(launcher, rules, env)?;
+    let location = match truthy(&case.container_context) {
+        false => None,
+        true => Some(prepared.location::<ContainerContext>(
             &case.container_context,
             rules,
             env,
             LOCATION_AT,
-        )?;
-        user = user.merge_owned(&location)?;
-    }
-    user = match launcher
-        .prepared
-        .tags::<ContainerContext>(&case.tags, rules, env)?
-    {
-        Some(tags) => user.merge_owned(&tags)?,
-        // Runs without Kubernetes tags still merge an empty layer (DEEP).
-        None => user.merge_owned(&ContainerContext::fold(&[no_tags()], env)?)?,
+        )?),
     };
-    let dropped_env_vars = apply_allowlists(launcher, &mut user, &case.target.rules)?;
-    let merged = ContainerContext::clone(&base).merge_owned(&user)?;
+    let tags = prepared.tags::<ContainerContext>(&case.tags, rules, env)?;
+    let layers = Layers {
+        version: rules.version,
+        base: &base,
+        location: location.as_ref(),
+        tags: tags.as_ref(),
+    };
+    let kept = prepared.merged_raw(layers, || {
+        merge_raw_layers(
+            launcher,
+            rules,
+            &base,
+            location.as_deref(),
+            tags.as_deref(),
+            env,
+        )
+    })?;
+    let (merged, dropped_env_vars) = MergedRaw::clone(&kept);
     Ok(Merged {
         job_config: JobConfig {
             job_image: case.image.clone().or_else(|| launcher.job_image.clone()),
@@ -115,6 +123,31 @@ fn merge_raw(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merge
         early_env: Vec::new(),
         dropped_env_vars,
     })
+}
+
+/// Code location ⊕ tags, checked against the launcher's allowlists, merged
+/// onto the launcher's layer; with the env var names the allowlist dropped.
+fn merge_raw_layers(
+    launcher: &Launcher,
+    rules: &Rules,
+    base: &ContainerContext,
+    location: Option<&ContainerContext>,
+    tags: Option<&ContainerContext>,
+    env: &dyn Env,
+) -> Result<MergedRaw, Error> {
+    let mut user = ContainerContext::default();
+    if let Some(location) = location {
+        user = user.merge_owned(location)?;
+    }
+    user = match tags {
+        Some(tags) => user.merge_owned(tags)?,
+        // Runs without Kubernetes tags still merge an empty layer (DEEP);
+        // being empty, it reads no environment, so the merge is the layers'
+        // alone and may be kept under their identities.
+        None => user.merge_owned(&ContainerContext::fold(&[no_tags()], env)?)?,
+    };
+    let dropped_env_vars = apply_allowlists(launcher, &mut user, rules)?;
+    Ok((base.clone().merge_owned(&user)?, dropped_env_vars))
 }
 
 fn apply_allowlists(

@@ -8,6 +8,8 @@
 //! names); every lookup made while computing an entry is recorded, and an
 //! entry is used only while each recorded variable still reads the same.
 
+mod merged;
+
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -22,6 +24,7 @@ use crate::dagster::tags::{
 use crate::dagster::version::DagsterVersion;
 use crate::dagster::{Env, Error};
 use crate::k8s::config::{Map, MergeBehavior};
+pub use merged::{Layers, MergedRaw};
 
 /// Code locations and tag configs kept per launcher; the oldest are dropped
 /// beyond this many, or beyond [`KEYED_BYTES`] counted as [`charge`] says.
@@ -37,6 +40,7 @@ pub struct PreparedLayers {
     raw: [OnceLock<Entry<ContainerContext>>; 3],
     fields: [OnceLock<Entry<FieldsContext>>; 3],
     keyed: Mutex<KeyedCache>,
+    merged: merged::MergedCache,
 }
 
 #[derive(Default)]
@@ -126,6 +130,16 @@ impl PreparedLayers {
         let layer = |env: &dyn Env| T::one(&tags_layer(tags, rules)?, env);
         let context = self.keyed((Kind::Tags, &key), rules, env, T::slot, layer)?;
         Ok(Some(context))
+    }
+
+    /// A launch's raw layers as `merge` merges them, once per combination
+    /// of the layers kept above.
+    pub fn merged_raw<E>(
+        &self,
+        layers: Layers<'_>,
+        merge: impl FnOnce() -> Result<MergedRaw, E>,
+    ) -> Result<Arc<MergedRaw>, E> {
+        self.merged.get(layers, merge)
     }
 
     fn keyed<T>(
