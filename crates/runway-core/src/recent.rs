@@ -39,6 +39,11 @@ impl<K, V> Recent<K, V> {
         self.entries.push_back((key, value));
     }
 
+    /// Drops every entry whose key `matches` accepts.
+    pub fn remove(&mut self, matches: impl Fn(&K) -> bool) {
+        self.entries.retain(|(key, _)| !matches(key));
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -64,6 +69,9 @@ mod tests {
         assert_eq!(recent.find(|k| *k == "a"), None);
         assert_eq!(recent.find(|k| *k == "b"), Some(&2));
         assert_eq!(recent.find(|k| *k == "c"), Some(&3));
+        recent.remove(|k| *k == "b");
+        assert_eq!(recent.find(|k| *k == "b"), None);
+        assert_eq!(recent.len(), 1);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::checks::*;
 use super::*;
-use crate::dagster::context::{FieldsContext, Layer, Layers, MergedRaw};
+use crate::dagster::context::{FieldsContext, Layer, Layers, MergedFields, MergedRaw};
 use crate::dagster::version::{Layering, Rules};
 
 /// The tags' layer of a run without Kubernetes tags.
@@ -97,7 +97,7 @@ fn merge_raw(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merge
         location: location.as_ref(),
         tags: tags.as_ref(),
     };
-    let kept = prepared.merged_raw(layers, || {
+    let kept = prepared.merged_raw(layers, env, |env| {
         merge_raw_layers(
             launcher,
             rules,
@@ -141,9 +141,7 @@ fn merge_raw_layers(
     }
     user = match tags {
         Some(tags) => user.merge_owned(tags)?,
-        // Runs without Kubernetes tags still merge an empty layer (DEEP);
-        // being empty, it reads no environment, so the merge is the layers'
-        // alone and may be kept under their identities.
+        // Runs without Kubernetes tags still merge an empty layer (DEEP).
         None => user.merge_owned(&ContainerContext::fold(&[no_tags()], env)?)?,
     };
     let dropped_env_vars = apply_allowlists(launcher, &mut user, rules)?;
@@ -178,41 +176,35 @@ fn apply_allowlists(
 /// one by one; the merged fields are the Job config.
 fn merge_fields(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merged, Error> {
     let rules = &case.target.rules;
-    let launcher_context = launcher.prepared.fields(launcher, rules, env)?;
+    let prepared = &launcher.prepared;
+    let base = prepared.fields(launcher, rules, env)?;
     let location = match truthy(&case.container_context) {
         false => None,
-        true => Some(launcher.prepared.location::<FieldsContext>(
+        true => Some(prepared.location::<FieldsContext>(
             &case.container_context,
             rules,
             env,
             LOCATION_AT,
         )?),
     };
-    let tags = match launcher
-        .prepared
-        .tags::<FieldsContext>(&case.tags, rules, env)?
-    {
-        Some(tags) => tags,
-        None => std::sync::Arc::new(FieldsContext::from_layer(&no_tags())?),
+    let tags = prepared.tags::<FieldsContext>(&case.tags, rules, env)?;
+    let layers = Layers {
+        version: rules.version,
+        base: &base,
+        location: location.as_ref(),
+        tags: tags.as_ref(),
     };
-    let mut dropped_env_vars = Vec::new();
-    let context = if rules.allowlists {
-        // From 1.6.3 the code location and tags are merged first, checked
-        // against the launcher's allowlists, then merged onto the launcher.
-        let mut user = FieldsContext::default();
-        if let Some(location) = location {
-            user = user.merge(&location)?;
-        }
-        user = user.merge(&tags)?;
-        dropped_env_vars = user.apply_allowlists(launcher, env, rules)?;
-        launcher_context.merge(&user)?
-    } else {
-        let context = match location {
-            Some(location) => launcher_context.merge(&location)?,
-            None => FieldsContext::clone(&launcher_context),
-        };
-        context.merge(&tags)?
-    };
+    let kept = prepared.merged_fields(layers, env, |env| {
+        merge_field_layers(
+            launcher,
+            rules,
+            &base,
+            location.as_deref(),
+            tags.as_deref(),
+            env,
+        )
+    })?;
+    let (context, dropped_env_vars) = MergedFields::clone(&kept);
     context.check_security_context(rules)?;
     let job_config = context.job_config(case.image.clone(), launcher);
     Ok(Merged {
@@ -224,4 +216,34 @@ fn merge_fields(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Me
         early_env: context.fields.env,
         dropped_env_vars,
     })
+}
+
+/// The fields layers merged as the release merges them, with the env var
+/// names the allowlist dropped.
+fn merge_field_layers(
+    launcher: &Launcher,
+    rules: &Rules,
+    base: &FieldsContext,
+    location: Option<&FieldsContext>,
+    tags: Option<&FieldsContext>,
+    env: &dyn Env,
+) -> Result<MergedFields, Error> {
+    let no_tags = FieldsContext::from_layer(&no_tags())?;
+    let tags = tags.unwrap_or(&no_tags);
+    if rules.allowlists {
+        // From 1.6.3 the code location and tags are merged first, checked
+        // against the launcher's allowlists, then merged onto the launcher.
+        let mut user = FieldsContext::default();
+        if let Some(location) = location {
+            user = user.merge(location)?;
+        }
+        user = user.merge(tags)?;
+        let dropped_env_vars = user.apply_allowlists(launcher, env, rules)?;
+        return Ok((base.merge(&user)?, dropped_env_vars));
+    }
+    let context = match location {
+        Some(location) => base.merge(location)?,
+        None => base.clone(),
+    };
+    Ok((context.merge(tags)?, Vec::new()))
 }

@@ -24,7 +24,8 @@ use crate::dagster::tags::{
 use crate::dagster::version::DagsterVersion;
 use crate::dagster::{Env, Error};
 use crate::k8s::config::{Map, MergeBehavior};
-pub use merged::{Layers, MergedRaw};
+pub use merged::Layers;
+use merged::MergedCache;
 
 /// Code locations and tag configs kept per launcher; the oldest are dropped
 /// beyond this many, or beyond [`KEYED_BYTES`] counted as [`charge`] says.
@@ -40,8 +41,13 @@ pub struct PreparedLayers {
     raw: [OnceLock<Entry<ContainerContext>>; 3],
     fields: [OnceLock<Entry<FieldsContext>>; 3],
     keyed: Mutex<KeyedCache>,
-    merged: merged::MergedCache,
+    merged_raw: MergedCache<ContainerContext, MergedRaw>,
+    merged_fields: MergedCache<FieldsContext, MergedFields>,
 }
+
+/// A launch's merged context and the env var names its allowlist dropped.
+pub type MergedRaw = (ContainerContext, Vec<String>);
+pub type MergedFields = (FieldsContext, Vec<String>);
 
 #[derive(Default)]
 struct KeyedCache {
@@ -136,10 +142,21 @@ impl PreparedLayers {
     /// of the layers kept above.
     pub fn merged_raw<E>(
         &self,
-        layers: Layers<'_>,
-        merge: impl FnOnce() -> Result<MergedRaw, E>,
+        layers: Layers<'_, ContainerContext>,
+        env: &dyn Env,
+        merge: impl FnOnce(&dyn Env) -> Result<MergedRaw, E>,
     ) -> Result<Arc<MergedRaw>, E> {
-        self.merged.get(layers, merge)
+        self.merged_raw.get(layers, env, merge)
+    }
+
+    /// [`PreparedLayers::merged_raw`] of layers merged field by field.
+    pub fn merged_fields<E>(
+        &self,
+        layers: Layers<'_, FieldsContext>,
+        env: &dyn Env,
+        merge: impl FnOnce(&dyn Env) -> Result<MergedFields, E>,
+    ) -> Result<Arc<MergedFields>, E> {
+        self.merged_fields.get(layers, env, merge)
     }
 
     fn keyed<T>(
@@ -285,10 +302,10 @@ fn once<T>(
     Ok(cell.get_or_init(|| entry).value.clone())
 }
 
-fn record<T>(
+fn record<T, E>(
     env: &dyn Env,
-    compute: impl FnOnce(&dyn Env) -> Result<T, Error>,
-) -> Result<Entry<T>, Error> {
+    compute: impl FnOnce(&dyn Env) -> Result<T, E>,
+) -> Result<Entry<T>, E> {
     let recording = Recording {
         inner: env,
         seen: RefCell::new(Vec::new()),

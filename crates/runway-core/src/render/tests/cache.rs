@@ -140,3 +140,53 @@ fn tag_configs_are_kept_per_text() {
         assert!(err.contains("bogus"), "{err}");
     }
 }
+
+/// One launcher renders runs of every mix of layers, in both layerings and
+/// with the allowlists: each render equals a fresh one, so a kept merge never
+/// answers for another combination, and the allowlist's drops are each run's.
+#[test]
+fn kept_merges_answer_only_their_own_layers() {
+    for version in ["1.13.27", "1.6.5", "1.1.9"] {
+        let mut launcher = json!({"service_account_name": "sa", "instance_config_map": "cm"});
+        if version != "1.1.9" {
+            launcher["only_allow_user_defined_env_vars"] = json!(["KEEP"]);
+        }
+        let run = |extra: Value| {
+            let mut case = run_case(launcher.clone(), extra);
+            case["dagster_version"] = json!(version);
+            case
+        };
+        let tag = |cpu: &str, var: &str| {
+            let config = json!({"container_config": {
+                "resources": {"limits": {"cpu": cpu}},
+                "env": [{"name": var, "value": "v"}]}});
+            json!({"dagster-k8s/config": config.to_string()})
+        };
+        let location = json!({"k8s": {"service_account_name": "loc-sa"}});
+        let cases = [
+            run(json!({"tags": tag("1", "KEEP")})),
+            run(json!({"tags": tag("2", "DROP_ME")})),
+            run(json!({"tags": tag("1", "KEEP"), "container_context": location})),
+            run(json!({})),
+            run(json!({"container_context": location})),
+        ];
+        let e = env(&[]);
+        let PreparedCase::Run {
+            launcher: loaded, ..
+        } = prepared(&cases[0], &e)
+        else {
+            panic!("a run case")
+        };
+        for _ in 0..2 {
+            for case in &cases {
+                let PreparedCase::Run { case: run, .. } = prepared(case, &e) else {
+                    panic!("a run case")
+                };
+                let kept = render_run_loaded(&run, &loaded, &e).unwrap();
+                let fresh = render_case(case, &e).unwrap();
+                assert_eq!(kept.job, fresh.job, "{version}: {case}");
+                assert_eq!(kept.dropped_env_vars, fresh.dropped_env_vars, "{version}");
+            }
+        }
+    }
+}
