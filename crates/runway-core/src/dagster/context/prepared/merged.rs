@@ -5,7 +5,7 @@
 //! environment they read changes. Merging them (deep copies of config trees)
 //! was a fifth of a run Job's render; the merge of the same `Arc`s is the
 //! same, so it is kept under their identities, with the environment lookups
-//! the merge itself made (the 1.6 allowlists read env var names), and a
+//! the merge itself made (the 1.6 allowlist check reads the environment), and a
 //! launch copies the result once.
 
 use std::sync::{Arc, Mutex};
