@@ -224,15 +224,21 @@ impl PreparedLayers {
 /// What a kept entry costs: its key, and the two converted contexts that may
 /// hang off it, each about the key's size again.
 fn charge(key: &Value) -> usize {
-    fn size(v: &Value) -> usize {
-        16 + match v {
-            Value::String(s) => s.len(),
-            Value::Array(items) => items.iter().map(size).sum(),
-            Value::Object(map) => map.iter().map(|(k, v)| k.len() + size(v)).sum(),
-            _ => 0,
-        }
+    3 * value_bytes(key)
+}
+
+/// About what a JSON value holds: its text and a word per node.
+fn value_bytes(v: &Value) -> usize {
+    16 + match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(value_bytes).sum(),
+        Value::Object(map) => map_bytes(map),
+        _ => 0,
     }
-    3 * size(key)
+}
+
+fn map_bytes(map: &Map) -> usize {
+    map.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()
 }
 
 /// A layer merged the way one family of releases merges: raw config

@@ -10,14 +10,22 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{record, still_reads, Entry};
+use serde_json::Value;
+
+use super::super::{ContainerContext, ContainerFields, FieldsContext};
+use super::{map_bytes, record, still_reads, value_bytes, Entry};
 use crate::dagster::version::DagsterVersion;
 use crate::dagster::Env;
+use crate::k8s::config::{Section, UserConfig};
 use crate::recent::Recent;
 
 /// Combinations kept per launcher and layering: the code locations and tag
 /// configs a deployment launches at once.
 const KEPT: usize = 16;
+/// A merge larger than this is made per launch and never kept, so a cache
+/// holds at most `KEPT` times this (a launcher config padded to a megabyte
+/// keeps no second copy of itself).
+const MAX_KEPT_BYTES: usize = 64 << 10;
 
 /// The layers of one launch, by identity.
 #[derive(Debug)]
@@ -62,7 +70,7 @@ impl<L, M> Default for MergedCache<L, M> {
     }
 }
 
-impl<L, M> MergedCache<L, M> {
+impl<L, M: Footprint> MergedCache<L, M> {
     /// `merge(env)`, or what it gave for the same layers before while the
     /// environment it read still reads the same.
     pub fn get<E>(
@@ -85,7 +93,8 @@ impl<L, M> MergedCache<L, M> {
         // large, or its environment changed): the next launch gets another,
         // so keeping the merge would only hold memory.
         let kept = |layer: Option<&Arc<L>>| layer.is_none_or(|l| Arc::strong_count(l) > 1);
-        if kept(Some(layers.base)) && kept(layers.location) && kept(layers.tags) {
+        let layers_kept = kept(Some(layers.base)) && kept(layers.location) && kept(layers.tags);
+        if layers_kept && merged.bytes() <= MAX_KEPT_BYTES {
             let key = Key {
                 version: layers.version,
                 base: layers.base.clone(),
@@ -108,6 +117,57 @@ impl<L, M> MergedCache<L, M> {
     fn lock(&self) -> std::sync::MutexGuard<'_, Recent<Key<L>, Entry<M>>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// About how many bytes a merge holds.
+pub trait Footprint {
+    fn bytes(&self) -> usize;
+}
+
+impl Footprint for (ContainerContext, Vec<String>) {
+    fn bytes(&self) -> usize {
+        let (context, dropped) = self;
+        user_bytes(&context.run_k8s_config) + opt_bytes(&context.namespace) + strings(dropped)
+    }
+}
+
+impl Footprint for (FieldsContext, Vec<String>) {
+    fn bytes(&self) -> usize {
+        let (context, dropped) = self;
+        fields_bytes(&context.fields)
+            + user_bytes(&context.run_k8s_config)
+            + opt_bytes(&context.namespace)
+            + strings(dropped)
+    }
+}
+
+fn user_bytes(user: &UserConfig) -> usize {
+    Section::ALL.iter().map(|s| map_bytes(user.get(*s))).sum()
+}
+
+fn fields_bytes(f: &ContainerFields) -> usize {
+    let values = |v: &[Value]| v.iter().map(value_bytes).sum::<usize>();
+    opt_bytes(&f.image_pull_policy)
+        + opt_bytes(&f.service_account_name)
+        + opt_bytes(&f.scheduler_name)
+        + strings(&f.env_config_maps)
+        + strings(&f.env_secrets)
+        + strings(&f.env_vars)
+        + values(&f.image_pull_secrets)
+        + values(&f.volume_mounts)
+        + values(&f.volumes)
+        + values(&f.env)
+        + map_bytes(&f.labels)
+        + map_bytes(&f.resources)
+        + map_bytes(&f.security_context)
+}
+
+fn opt_bytes(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::len)
+}
+
+fn strings(list: &[String]) -> usize {
+    list.iter().map(|s| 16 + s.len()).sum()
 }
 
 #[cfg(test)]

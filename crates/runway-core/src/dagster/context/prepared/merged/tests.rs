@@ -131,3 +131,24 @@ fn a_layer_nobody_else_keeps_and_a_failed_merge_are_not_kept() {
     assert_eq!(failed.err(), Some("refused"));
     assert_eq!(cache.len(), 0);
 }
+
+#[test]
+fn a_large_merge_is_made_per_launch_and_not_kept() {
+    let cache = MergedCache::<ContainerContext, Merged>::default();
+    let (base, _held) = kept("base");
+    let e = env(&[]);
+    let calls = Cell::new(0);
+    let large = || {
+        calls.set(calls.get() + 1);
+        let context = ContainerContext {
+            namespace: Some("n".repeat(MAX_KEPT_BYTES + 1)),
+            ..ContainerContext::default()
+        };
+        Ok::<Merged, ()>((context, Vec::new()))
+    };
+    let first = cache.get(layers(&base, None), &e, |_| large());
+    let again = cache.get(layers(&base, None), &e, |_| large());
+    assert!(first.is_ok() && again.is_ok());
+    assert_eq!(calls.get(), 2);
+    assert_eq!(cache.len(), 0);
+}
