@@ -16,7 +16,7 @@ use super::{Env, Error};
 use crate::k8s::config::{path, Map, Section, UserConfig};
 
 pub use fields::FieldsContext;
-pub use prepared::{Layers, MergedFields, MergedRaw, PreparedLayers};
+pub use prepared::{MergedFields, MergedRaw, PreparedLayers};
 pub use raw::ContainerContext;
 
 /// The container-level fields shared by launcher config and container context.

@@ -3,7 +3,7 @@
 
 use super::checks::*;
 use super::*;
-use crate::dagster::context::{FieldsContext, Layer, Layers, MergedFields, MergedRaw};
+use crate::dagster::context::{FieldsContext, Layer, MergedFields, MergedRaw};
 use crate::dagster::version::{Layering, Rules};
 
 /// The tags' layer of a run without Kubernetes tags.
@@ -13,6 +13,13 @@ fn no_tags() -> Layer {
 
 /// Where a code location's container context sits in a run case, for errors.
 const LOCATION_AT: &str = "run.container_context";
+
+/// The run's code location layer, when it has a container context, and where
+/// errors name it.
+fn location_of(case: &RunCase) -> (Option<&Value>, &'static str) {
+    let context = Some(&case.container_context).filter(|c| truthy(c));
+    (context, LOCATION_AT)
+}
 
 /// The merged layers: the Job config, the user config and the namespace.
 struct Merged {
@@ -79,34 +86,14 @@ pub(super) fn render_k8s_run(
 /// the launcher's allowlists).
 fn merge_raw(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merged, Error> {
     let rules = &case.target.rules;
-    let prepared = &launcher.prepared;
-    let base = prepared.raw(launcher, rules, env)?;
-    let location = match truthy(&case.container_context) {
-        false => None,
-        true => Some(prepared.location::<ContainerContext>(
-            &case.container_context,
-            rules,
-            env,
-            LOCATION_AT,
-        )?),
-    };
-    let tags = prepared.tags::<ContainerContext>(&case.tags, rules, env)?;
-    let layers = Layers {
-        version: rules.version,
-        base: &base,
-        location: location.as_ref(),
-        tags: tags.as_ref(),
-    };
-    let kept = prepared.merged_raw(layers, env, |env| {
-        merge_raw_layers(
-            launcher,
-            rules,
-            &base,
-            location.as_deref(),
-            tags.as_deref(),
-            env,
-        )
-    })?;
+    let kept = launcher.prepared.merged::<ContainerContext, Error>(
+        launcher,
+        rules,
+        env,
+        location_of(case),
+        &case.tags,
+        |base, location, tags, env| merge_raw_layers(launcher, rules, base, location, tags, env),
+    )?;
     let (merged, dropped_env_vars) = MergedRaw::clone(&kept);
     Ok(Merged {
         job_config: JobConfig {
@@ -176,34 +163,14 @@ fn apply_allowlists(
 /// one by one; the merged fields are the Job config.
 fn merge_fields(case: &RunCase, launcher: &Launcher, env: &dyn Env) -> Result<Merged, Error> {
     let rules = &case.target.rules;
-    let prepared = &launcher.prepared;
-    let base = prepared.fields(launcher, rules, env)?;
-    let location = match truthy(&case.container_context) {
-        false => None,
-        true => Some(prepared.location::<FieldsContext>(
-            &case.container_context,
-            rules,
-            env,
-            LOCATION_AT,
-        )?),
-    };
-    let tags = prepared.tags::<FieldsContext>(&case.tags, rules, env)?;
-    let layers = Layers {
-        version: rules.version,
-        base: &base,
-        location: location.as_ref(),
-        tags: tags.as_ref(),
-    };
-    let kept = prepared.merged_fields(layers, env, |env| {
-        merge_field_layers(
-            launcher,
-            rules,
-            &base,
-            location.as_deref(),
-            tags.as_deref(),
-            env,
-        )
-    })?;
+    let kept = launcher.prepared.merged::<FieldsContext, Error>(
+        launcher,
+        rules,
+        env,
+        location_of(case),
+        &case.tags,
+        |base, location, tags, env| merge_field_layers(launcher, rules, base, location, tags, env),
+    )?;
     let (context, dropped_env_vars) = MergedFields::clone(&kept);
     context.check_security_context(rules)?;
     let job_config = context.job_config(case.image.clone(), launcher);

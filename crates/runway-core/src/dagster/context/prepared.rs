@@ -8,6 +8,7 @@
 //! names); every lookup made while computing an entry is recorded, and an
 //! entry is used only while each recorded variable still reads the same.
 
+mod folded;
 mod merged;
 
 use std::cell::RefCell;
@@ -24,8 +25,8 @@ use crate::dagster::tags::{
 use crate::dagster::version::DagsterVersion;
 use crate::dagster::{Env, Error};
 use crate::k8s::config::{Map, MergeBehavior};
-pub use merged::Layers;
-use merged::MergedCache;
+pub use folded::Folded;
+use merged::{Footprint, Layers, MergedCache};
 
 /// Code locations and tag configs kept per launcher; the oldest are dropped
 /// beyond this many, or beyond [`KEYED_BYTES`] counted as [`charge`] says.
@@ -46,8 +47,9 @@ pub struct PreparedLayers {
 }
 
 /// A launch's merged context and the env var names its allowlist dropped.
-pub type MergedRaw = (ContainerContext, Vec<String>);
-pub type MergedFields = (FieldsContext, Vec<String>);
+pub type Merge<T> = (T, Vec<String>);
+pub type MergedRaw = Merge<ContainerContext>;
+pub type MergedFields = Merge<FieldsContext>;
 
 #[derive(Default)]
 struct KeyedCache {
@@ -138,25 +140,36 @@ impl PreparedLayers {
         Ok(Some(context))
     }
 
-    /// A launch's raw layers as `merge` merges them, once per combination
+    /// A launch's layers (the launcher's, its code location's when it has a
+    /// container context, its tags') merged by `merge`, once per combination
     /// of the layers kept above.
-    pub fn merged_raw<E>(
+    pub fn merged<T: Folded, E: From<Error>>(
         &self,
-        layers: Layers<'_, ContainerContext>,
+        launcher: &Launcher,
+        rules: &Rules,
         env: &dyn Env,
-        merge: impl FnOnce(&dyn Env) -> Result<MergedRaw, E>,
-    ) -> Result<Arc<MergedRaw>, E> {
-        self.merged_raw.get(layers, env, merge)
-    }
-
-    /// [`PreparedLayers::merged_raw`] of layers merged field by field.
-    pub fn merged_fields<E>(
-        &self,
-        layers: Layers<'_, FieldsContext>,
-        env: &dyn Env,
-        merge: impl FnOnce(&dyn Env) -> Result<MergedFields, E>,
-    ) -> Result<Arc<MergedFields>, E> {
-        self.merged_fields.get(layers, env, merge)
+        (container_context, at): (Option<&Value>, &str),
+        tags: &Map,
+        merge: impl FnOnce(&T, Option<&T>, Option<&T>, &dyn Env) -> Result<Merge<T>, E>,
+    ) -> Result<Arc<Merge<T>>, E>
+    where
+        Merge<T>: Footprint,
+    {
+        let base = T::launcher(self, launcher, rules, env)?;
+        let location = match container_context {
+            Some(context) => Some(self.location::<T>(context, rules, env, at)?),
+            None => None,
+        };
+        let tags = self.tags::<T>(tags, rules, env)?;
+        let layers = Layers {
+            version: rules.version,
+            base: &base,
+            location: location.as_ref(),
+            tags: tags.as_ref(),
+        };
+        T::merges(self).get(layers, env, |env| {
+            merge(&base, location.as_deref(), tags.as_deref(), env)
+        })
     }
 
     fn keyed<T>(
@@ -239,41 +252,6 @@ fn value_bytes(v: &Value) -> usize {
 
 fn map_bytes(map: &Map) -> usize {
     map.iter().map(|(k, v)| k.len() + value_bytes(v)).sum()
-}
-
-/// A layer merged the way one family of releases merges: raw config
-/// (1.7 onward) or field by field (until 1.7).
-pub trait Folded: Sized {
-    /// Where a kept entry holds this form.
-    fn slot(keyed: &mut Keyed) -> &mut Option<Entry<Self>>;
-    /// Several layers folded in order.
-    fn fold(layers: &[Layer], env: &dyn Env) -> Result<Self, Error>;
-    /// One layer on its own.
-    fn one(layer: &Layer, env: &dyn Env) -> Result<Self, Error>;
-}
-
-impl Folded for ContainerContext {
-    fn slot(keyed: &mut Keyed) -> &mut Option<Entry<Self>> {
-        &mut keyed.raw
-    }
-    fn fold(layers: &[Layer], env: &dyn Env) -> Result<Self, Error> {
-        ContainerContext::fold(layers, env)
-    }
-    fn one(layer: &Layer, env: &dyn Env) -> Result<Self, Error> {
-        ContainerContext::fold(std::slice::from_ref(layer), env)
-    }
-}
-
-impl Folded for FieldsContext {
-    fn slot(keyed: &mut Keyed) -> &mut Option<Entry<Self>> {
-        &mut keyed.fields
-    }
-    fn fold(layers: &[Layer], _: &dyn Env) -> Result<Self, Error> {
-        FieldsContext::fold(layers)
-    }
-    fn one(layer: &Layer, _: &dyn Env) -> Result<Self, Error> {
-        FieldsContext::from_layer(layer)
-    }
 }
 
 /// The two tags a run's Kubernetes config comes from, as the cache key.

@@ -64,6 +64,15 @@ impl<L> Key<L> {
 /// Merged layers of type `L` into `M`, per combination.
 pub struct MergedCache<L, M>(Mutex<Recent<Key<L>, Entry<M>>>);
 
+// Merged configs may hold values read from the environment: never printed.
+impl<L, M> std::fmt::Debug for MergedCache<L, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MergedCache")
+            .field("kept", &self.lock().len())
+            .finish()
+    }
+}
+
 impl<L, M> Default for MergedCache<L, M> {
     fn default() -> MergedCache<L, M> {
         MergedCache(Mutex::new(Recent::new(KEPT)))
@@ -108,7 +117,9 @@ impl<L, M: Footprint> MergedCache<L, M> {
         }
         Ok(merged)
     }
+}
 
+impl<L, M> MergedCache<L, M> {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()
