@@ -21,7 +21,7 @@ use runway_core::render::{parse_case_text, prepare_case, render_case};
 
 // The allocator the `runway` binary uses.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: runway_alloc::Mimalloc = runway_alloc::Mimalloc;
 
 fn load(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

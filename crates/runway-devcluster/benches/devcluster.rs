@@ -28,7 +28,7 @@ use runway_devcluster::{DevCluster, DevClusterConfig};
 
 // The allocator the `runway` binary uses.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: runway_alloc::Mimalloc = runway_alloc::Mimalloc;
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")

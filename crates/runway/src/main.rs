@@ -12,9 +12,10 @@ use cli::{Cli, Command};
 use runway::settings::with_config_file;
 
 // glibc's malloc was a quarter of the dev cluster's profile and a large part
-// of a render; mimalloc is markedly faster for these many small objects.
+// of a render; mimalloc is markedly faster for these many small objects
+// (entered by its plain malloc: see runway-alloc for why not `MiMalloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: runway_alloc::Mimalloc = runway_alloc::Mimalloc;
 
 fn main() -> ExitCode {
     let argv = match with_config_file(&Cli::command(), std::env::args_os().collect()) {
