@@ -174,14 +174,18 @@ impl Store {
     }
 
     /// Stores a new object. The caller has validated and defaulted it.
-    pub fn create(&mut self, kind: Kind, mut obj: Value) -> Result<Arc<Event>, ApiError> {
-        let key = Key::new(kind, str_at(&obj, "namespace"), str_at(&obj, "name"));
+    pub fn create(&mut self, kind: Kind, obj: Value) -> Result<Arc<Event>, ApiError> {
+        self.create_stored(kind, Stored::new(&obj))
+    }
+
+    /// [`Store::create`] of an object built before the lock was taken.
+    pub fn create_stored(&mut self, kind: Kind, built: Stored) -> Result<Arc<Event>, ApiError> {
+        let key = Key::new(kind, built.namespace(), built.name());
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(kind.resource(), &key.name));
         }
         let rev = self.next_rev();
-        stamp(&mut obj, rev);
-        let obj = Arc::new(Stored::new(&obj));
+        let obj = Arc::new(built.at(rev));
         self.index(&key, &obj);
         self.objects.insert(key, obj.clone());
         Ok(self.record(rev, kind, EventType::Added, obj, None))
@@ -216,15 +220,24 @@ impl Store {
                 return Err(ApiError::conflict(kind.resource(), &key.name));
             }
         }
+        let built = Stored::next(obj, Some(&prev));
+        let event = self.replace_stored(kind, prev, built);
+        stamp(obj, event.rev);
+        Ok(event)
+    }
+
+    /// Commits `built`, a new version of `prev` (the current object, as the
+    /// caller checked under the lock) built before the lock was taken.
+    pub fn replace_stored(&mut self, kind: Kind, prev: Obj, built: Stored) -> Arc<Event> {
+        let key = Key::new(kind, prev.namespace(), prev.name());
         let rev = self.next_rev();
-        stamp(obj, rev);
-        let obj = Arc::new(Stored::next(obj, Some(&prev)));
+        let obj = Arc::new(built.at(rev));
         if !prev.same_index(&obj) {
             self.unindex(&key, &prev);
             self.index(&key, &obj);
         }
         self.objects.insert(key, obj.clone());
-        Ok(self.record(rev, kind, EventType::Modified, obj, Some(prev)))
+        self.record(rev, kind, EventType::Modified, obj, Some(prev))
     }
 
     /// Removes an object for good (finalizers and grace are the caller's).
@@ -241,9 +254,7 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(kind.resource(), name))?;
         self.unindex(&key, &prev);
         let rev = self.next_rev();
-        let mut last = prev.value();
-        stamp(&mut last, rev);
-        let last = Arc::new(Stored::next(&last, Some(&prev)));
+        let last = Arc::new(prev.restamped(rev));
         Ok(self.record(rev, kind, EventType::Deleted, last, Some(prev)))
     }
 
@@ -305,7 +316,8 @@ fn str_at<'v>(obj: &'v Value, field: &str) -> &'v str {
     obj["metadata"][field].as_str().unwrap_or("")
 }
 
-fn stamp(obj: &mut Value, rev: u64) {
+/// Writes the revision a commit gave into the caller's copy of the object.
+pub fn stamp(obj: &mut Value, rev: u64) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), json!(rev.to_string()));
     }
@@ -320,6 +332,7 @@ mod keyset;
 mod list;
 mod meta;
 mod stored;
+mod version;
 
 use keyset::KeySet;
 

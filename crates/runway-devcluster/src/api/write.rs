@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::Cluster;
 use crate::patch::{apply_patch, PatchType};
 use crate::status::ApiError;
-use crate::store::{Obj, Store, Stored};
+use crate::store::{stamp, Event, Obj, Store, Stored};
 use crate::validate::fields::{self, FieldValidation};
 use crate::validate::{prepare_create, prepare_update, Kind};
 
@@ -51,6 +51,11 @@ impl Cluster {
         let uid = self.new_uid();
         let suffix = self.name_suffix();
         prepare_create(kind, &mut obj, namespace, &uid, &now, &suffix)?;
+        if kind == Kind::Namespace {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        // Serialized before the lock: see `store/version.rs`.
+        let built = Stored::new(&obj);
         let mut store = self.lock();
         if kind.namespaced() {
             let ns_ok = store
@@ -72,13 +77,10 @@ impl Cluster {
                 )));
             }
         }
-        if kind == Kind::Namespace {
-            obj["status"] = json!({"phase": "Active"});
-        }
         if dry_run {
-            return Ok(Arc::new(Stored::new(&obj)));
+            return Ok(Arc::new(built));
         }
-        let event = store.create(kind, obj)?;
+        let event = store.create_stored(kind, built)?;
         let created = event.object.clone();
         self.commit(event);
         if kind == Kind::Namespace {
@@ -218,6 +220,19 @@ impl Cluster {
         new: &mut Value,
         expect: Option<u64>,
     ) -> Result<Obj, ApiError> {
+        let event = store.update_in_place(kind, new, expect)?;
+        self.finish_write(store, kind, new, event)
+    }
+
+    /// Publishes a committed update, then finishes a deletion once `new` (the
+    /// object as written) has no finalizer and no grace period left.
+    fn finish_write(
+        &self,
+        store: &mut Store,
+        kind: Kind,
+        new: &Value,
+        event: Arc<Event>,
+    ) -> Result<Obj, ApiError> {
         let deleting = new["metadata"].get("deletionTimestamp").is_some();
         let finalizers_left = new["metadata"]["finalizers"]
             .as_array()
@@ -227,7 +242,6 @@ impl Cluster {
                 .as_i64()
                 .unwrap_or(0)
                 > 0;
-        let event = store.update_in_place(kind, new, expect)?;
         let obj = event.object.clone();
         self.commit(event);
         if deleting && !finalizers_left && !pod_grace_left {
@@ -308,10 +322,15 @@ impl Cluster {
             if !f(&mut new) {
                 return Ok((old, new));
             }
+            let built = Stored::next(&new, Some(&old));
             let mut store = self.lock();
             let current = store.get(kind, namespace, name);
             if current.is_some_and(|c| Arc::ptr_eq(&c, &old)) {
-                let obj = self.write_in_place(&mut store, kind, &mut new, None)?;
+                let event = store.replace_stored(kind, old, built);
+                let rev = event.rev;
+                let obj = self.finish_write(&mut store, kind, &new, event)?;
+                drop(store);
+                stamp(&mut new, rev);
                 return Ok((obj, new));
             }
         }

@@ -5,7 +5,9 @@
 //! map, however small, and a pod has dozens; its JSON is 2.3 KB and 1.3 KB
 //! compressed (a Job 1.7 and 1.0 KB, an Event 0.6 and 0.45 KB), and a watch
 //! event or response decompresses it instead of serializing a tree.
-//! Anything else parses it when it needs it ([`Stored::value`]).
+//! Anything else parses it when it needs it ([`Stored::value`]). The
+//! revision is kept beside the bytes and written into them on the way out
+//! (`version.rs`), so a version is built before the store assigns it one.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use serde_json::Value;
 
 use super::meta::Meta;
 pub use super::meta::Owner;
+use super::version::{self, Slot, Version};
 use crate::validate::Kind;
 
 /// What a pod's `status.phase` says, as the kubelet and controller read it.
@@ -29,9 +32,12 @@ pub enum Phase {
 /// An immutable stored object (shared by the current map, the change log
 /// and the watch fan-out).
 pub struct Stored {
-    /// The object's JSON (sorted keys, no `kind`/`apiVersion`), as an LZ4
-    /// block with its length prepended.
+    /// The object's JSON (sorted keys, no `kind`/`apiVersion`, no
+    /// `metadata.resourceVersion`), as an LZ4 block with its length prepended.
     json: Box<[u8]>,
+    /// Where `metadata.resourceVersion` goes back in, and how it reads.
+    slot: Option<Slot>,
+    version: Version,
     /// Shared with the previous version while unchanged: most writes
     /// change status, not names, labels or owners.
     meta: Arc<Meta>,
@@ -57,8 +63,7 @@ impl Stored {
     /// [`Stored::new`] for a new version of `prev`, sharing its indexed
     /// fields when they did not change.
     pub fn next(obj: &Value, prev: Option<&Stored>) -> Stored {
-        // A Value always serializes (its keys are strings).
-        let plain = serde_json::to_vec(obj).unwrap_or_default();
+        let (plain, slot, version, rev) = version::split(obj);
         let json = lz4_flex::block::compress_prepend_size(&plain).into_boxed_slice();
         let meta = &obj["metadata"];
         let shared = prev
@@ -66,6 +71,8 @@ impl Stored {
             .map(|p| p.meta.clone());
         Stored {
             json,
+            slot,
+            version,
             meta: shared.unwrap_or_else(|| Arc::new(Meta::read(meta))),
             finalizers: meta["finalizers"]
                 .as_array()
@@ -73,10 +80,7 @@ impl Stored {
                 .flatten()
                 .filter_map(|f| f.as_str().map(Into::into))
                 .collect(),
-            rev: meta["resourceVersion"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
+            rev,
             deleting: meta.get("deletionTimestamp").is_some(),
             bound: obj["spec"]["nodeName"]
                 .as_str()
@@ -90,6 +94,29 @@ impl Stored {
                 cs.iter()
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")
             }),
+        }
+    }
+
+    /// This version, stamped with revision `rev` (the store's commit).
+    pub fn at(mut self, rev: u64) -> Stored {
+        self.rev = rev;
+        self.version = Version::Rev;
+        self
+    }
+
+    /// The same object under a new revision: a delete's last version.
+    pub fn restamped(&self, rev: u64) -> Stored {
+        Stored {
+            json: self.json.clone(),
+            slot: self.slot,
+            version: Version::Rev,
+            meta: self.meta.clone(),
+            finalizers: self.finalizers.clone(),
+            rev,
+            deleting: self.deleting,
+            bound: self.bound,
+            phase: self.phase,
+            ready: self.ready,
         }
     }
 
@@ -122,6 +149,8 @@ impl Stored {
         if !ok {
             out.truncate(start);
             out.extend_from_slice(b"{}");
+        } else if let Some(slot) = self.slot {
+            version::restore(out, start, slot, &self.version, self.rev);
         }
     }
 
@@ -136,7 +165,7 @@ impl Stored {
     /// The JSON with `apiVersion` and `kind` first, as single-object
     /// responses and watch events carry it.
     pub fn write_typed(&self, kind: Kind, out: &mut Vec<u8>) {
-        out.reserve(self.block().0 + 64);
+        out.reserve(self.block().0 + 96);
         out.extend_from_slice(b"{\"apiVersion\":\"");
         out.extend_from_slice(kind.api_version().as_bytes());
         out.extend_from_slice(b"\",\"kind\":\"");
@@ -248,5 +277,8 @@ impl fmt::Debug for Stored {
 impl PartialEq for Stored {
     fn eq(&self, other: &Stored) -> bool {
         self.json == other.json
+            && self.slot == other.slot
+            && self.version == other.version
+            && self.rev == other.rev
     }
 }
