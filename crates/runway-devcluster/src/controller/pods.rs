@@ -77,7 +77,11 @@ pub(super) fn release_orphans(cluster: &Cluster, state: &mut State, key: &JobKey
     let Some(uid) = state.owner_uid.get(key).cloned() else {
         return;
     };
-    let pods = state.pods_by_owner.get(&uid).cloned().unwrap_or_default();
+    let pods: Vec<JobKey> = state
+        .pods_by_owner
+        .get(&uid)
+        .map(|pods| pods.keys().cloned().collect())
+        .unwrap_or_default();
     for (ns, name) in &pods {
         if let Ok(pod) = cluster.get(Kind::Pod, ns, name) {
             if controller_owner(&pod).is_none_or(|(u, _)| u == uid) {

@@ -118,8 +118,8 @@ fn count_pods(pass: &Pass<'_>, state: &mut State) -> Pods {
     let owned: Vec<Obj> = state
         .pods_by_owner
         .get(&pass.uid)
-        .map(|set| {
-            set.iter()
+        .map(|pods| {
+            pods.keys()
                 .filter_map(|(pns, pname)| pass.cluster.get(Kind::Pod, pns, pname).ok())
                 .collect()
         })

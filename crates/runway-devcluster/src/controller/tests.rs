@@ -1,0 +1,99 @@
+//! Which pod events queue their Job.
+
+use serde_json::{json, Value};
+
+use super::{observe, State, TRACKING_FINALIZER};
+use crate::store::{EventType, Stored};
+use crate::validate::Kind;
+
+fn pod(phase: &str, ready: bool, deleting: bool, tracked: bool, node: &str) -> Stored {
+    let mut meta = json!({
+        "name": "run-1-abcde", "namespace": "default", "uid": "pod-uid",
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "run-1",
+                             "uid": "job-uid", "controller": true}],
+    });
+    if tracked {
+        meta["finalizers"] = json!([TRACKING_FINALIZER]);
+    }
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-12-07T00:00:00Z");
+    }
+    let ready = if ready { "True" } else { "False" };
+    Stored::new(&json!({
+        "metadata": meta,
+        "spec": {"nodeName": node, "containers": [{"name": "dagster", "image": "x"}]},
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]},
+    }))
+}
+
+/// Whether `ty` of `next`, after `first` was seen, queues the Job.
+fn queues(first: &Stored, ty: EventType, next: &Stored) -> bool {
+    let mut state = State::default();
+    observe(&mut state, Kind::Pod, EventType::Added, first);
+    let job = ("default".to_owned(), "run-1".to_owned());
+    assert!(state.dirty.remove(&job), "a new pod queues its Job");
+    observe(&mut state, Kind::Pod, ty, next);
+    state.dirty.contains(&job)
+}
+
+#[test]
+fn an_update_the_job_cannot_see_does_not_queue_it() {
+    let pending = pod("Pending", false, false, true, "");
+    // The scheduler's binding, then a container running but not ready.
+    assert!(!queues(
+        &pending,
+        EventType::Modified,
+        &pod("Pending", false, false, true, "node-1")
+    ));
+    assert!(!queues(
+        &pending,
+        EventType::Modified,
+        &pod("Running", false, false, true, "node-1")
+    ));
+}
+
+#[test]
+fn every_field_the_job_reads_queues_it_when_it_changes() {
+    let running = pod("Running", false, false, true, "node-1");
+    let changed: [(&str, Stored); 5] = [
+        ("ready", pod("Running", true, false, true, "node-1")),
+        ("succeeded", pod("Succeeded", false, false, true, "node-1")),
+        ("failed", pod("Failed", false, false, true, "node-1")),
+        ("deleting", pod("Running", false, true, true, "node-1")),
+        (
+            "finalizer released",
+            pod("Running", false, false, false, "node-1"),
+        ),
+    ];
+    for (what, next) in &changed {
+        assert!(queues(&running, EventType::Modified, next), "{what}");
+    }
+    // A delete and a re-add always queue it, whatever they carry.
+    assert!(queues(&running, EventType::Deleted, &running));
+    assert!(queues(&running, EventType::Added, &running));
+}
+
+/// A pod with no controlling Job queues nothing (it is an orphan to release).
+#[test]
+fn an_orphan_queues_no_job() {
+    let mut state = State::default();
+    let mut orphan: Value = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u",
+                                                 "finalizers": [TRACKING_FINALIZER]}});
+    observe(
+        &mut state,
+        Kind::Pod,
+        EventType::Modified,
+        &Stored::new(&orphan),
+    );
+    assert!(state.dirty.is_empty());
+    assert_eq!(state.orphans.len(), 1);
+    orphan["metadata"]["finalizers"] = json!([]);
+    let mut state = State::default();
+    observe(
+        &mut state,
+        Kind::Pod,
+        EventType::Modified,
+        &Stored::new(&orphan),
+    );
+    assert!(state.dirty.is_empty() && state.orphans.is_empty());
+}
