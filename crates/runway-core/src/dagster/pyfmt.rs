@@ -117,18 +117,28 @@ fn write_value(out: &mut String, value: &Value) {
 fn write_map(out: &mut String, map: &serde_json::Map<String, Value>) {
     // serde_json's map is ordered by key bytes, which for UTF-8 is code
     // point order: the order Python's sort_keys gives.
-    write_entries(out, map.iter().map(|(k, v)| (k.as_str(), v)));
+    write_entries(out, map.iter().map(|(k, v)| (k.as_str(), v)), None);
 }
 
 /// [`dumps_sorted`] of an object given as its entries in key order (borrowed
-/// from different places, so there is no map to hand over).
-pub fn dumps_sorted_entries<'v>(entries: impl Iterator<Item = (&'v str, &'v Value)>) -> String {
+/// from different places, so there is no map to hand over), with the length
+/// of its text up to the end of the entry named `mark` (0 without one).
+pub fn dumps_sorted_entries<'v>(
+    entries: impl Iterator<Item = (&'v str, &'v Value)>,
+    mark: &str,
+) -> (String, usize) {
     let mut out = String::with_capacity(4096);
-    write_entries(&mut out, entries);
-    out
+    let marked = write_entries(&mut out, entries, Some(mark));
+    (out, marked)
 }
 
-fn write_entries<'v>(out: &mut String, entries: impl Iterator<Item = (&'v str, &'v Value)>) {
+/// Writes the object and returns where the entry `mark` ends in `out`.
+fn write_entries<'v>(
+    out: &mut String,
+    entries: impl Iterator<Item = (&'v str, &'v Value)>,
+    mark: Option<&str>,
+) -> usize {
+    let mut marked = 0;
     out.push('{');
     for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
@@ -137,8 +147,12 @@ fn write_entries<'v>(out: &mut String, entries: impl Iterator<Item = (&'v str, &
         write_str(out, k);
         out.push_str(": ");
         write_value(out, v);
+        if mark == Some(k) {
+            marked = out.len();
+        }
     }
     out.push('}');
+    marked
 }
 
 /// A JSON string as Python's `json.dumps` writes it (`ensure_ascii`).

@@ -167,11 +167,12 @@ impl StepTask {
         let entry_point = entry_point(origin, &origin_at)?;
         let attempt = retry_attempt(step_args.get("known_state"), &step_key);
 
-        let serialized = step_args.dumps();
-        let compressed = zlib_compress(serialized.as_bytes()).map_err(|e| Error::Invalid {
-            path: args_at.clone(),
-            message: format!("could not compress the step arguments: {e}"),
-        })?;
+        let (serialized, shared) = step_args.dumps();
+        let compressed =
+            zlib_compress(serialized.as_bytes(), shared).map_err(|e| Error::Invalid {
+                path: args_at.clone(),
+                message: format!("could not compress the step arguments: {e}"),
+            })?;
         let mut args = entry_point;
         args.extend([
             "api".into(),

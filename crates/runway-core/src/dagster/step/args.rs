@@ -50,9 +50,14 @@ impl StepArgs<'_> {
         self.fields.get(key).map(|v| v.as_ref())
     }
 
-    /// `json.dumps(..., sort_keys=True)` of the packed args.
-    pub(super) fn dumps(&self) -> String {
-        pyfmt::dumps_sorted_entries(self.fields.iter().map(|(k, v)| (*k, v.as_ref())))
+    /// `json.dumps(..., sort_keys=True)` of the packed args, with the length
+    /// of its start that every step of a deployment shares: the class name
+    /// and the instance ref, the first two keys in sorted order.
+    pub(super) fn dumps(&self) -> (String, usize) {
+        pyfmt::dumps_sorted_entries(
+            self.fields.iter().map(|(k, v)| (*k, v.as_ref())),
+            "instance_ref",
+        )
     }
 }
 

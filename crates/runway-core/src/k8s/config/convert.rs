@@ -4,6 +4,7 @@
 //! (snake_case in, wire camelCase JSON out, values coerced to the field types).
 
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::error::{kind_of, Error};
 use super::path::{self, At};
@@ -89,6 +90,10 @@ pub fn model_into_wire(model: usize, dict: Map, at: &str) -> Result<Value, Error
     model_wire(model, dict, &At::Root(at))
 }
 
+/// Fields per object converted without a heap buffer: a Job's pod spec
+/// usually sets about a dozen of V1PodSpec's 42, and V1Container has 25.
+const INLINE_FIELDS: usize = 24;
+
 /// The Python client's constructor refuses an unknown keyword first, then
 /// takes the attributes in the model's order; the first error here is the one
 /// it raises first. The model's fields are sorted by wire name, so that order
@@ -96,7 +101,7 @@ pub fn model_into_wire(model: usize, dict: Map, at: &str) -> Result<Value, Error
 fn model_wire(model: usize, mut dict: Map, at: &At<'_>) -> Result<Value, Error> {
     let m = Model::get(model);
     // Each key's field, in the dict's order.
-    let mut fields = Vec::with_capacity(dict.len());
+    let mut fields = SmallVec::<[usize; INLINE_FIELDS]>::with_capacity(dict.len());
     let mut renamed = false;
     let mut nulls = false;
     for (key, value) in &dict {
@@ -108,7 +113,7 @@ fn model_wire(model: usize, mut dict: Map, at: &At<'_>) -> Result<Value, Error> 
         fields.push(index);
     }
     // Values are converted where they lie, in the model's order.
-    let mut slots: Vec<(usize, &mut Value)> = fields
+    let mut slots: SmallVec<[(usize, &mut Value); INLINE_FIELDS]> = fields
         .iter()
         .copied()
         .zip(dict.values_mut())
@@ -143,9 +148,14 @@ fn model_wire(model: usize, mut dict: Map, at: &At<'_>) -> Result<Value, Error> 
         .into_iter()
         .zip(dict)
         .filter(|(_, (_, value))| !value.is_null())
-        .map(|(index, (key, value))| {
+        .map(|(index, (mut key, value))| {
             let camel = m.fields[index].camel;
-            let key = if key == camel { key } else { camel.to_owned() };
+            if key != camel {
+                // A wire name is never longer than its attribute name: the
+                // key's buffer takes it without a new allocation.
+                key.clear();
+                key.push_str(camel);
+            }
             (key, value)
         })
         .collect();
@@ -171,16 +181,16 @@ fn wire_value(ty: &Ty, value: Value, at: &At<'_>) -> Result<Value, Error> {
     }
     match ty {
         Ty::List(inner) => {
-            let items = match value {
+            let mut items = match value {
                 Value::Array(items) => items,
                 other => return Err(wrong(at, &format!("a list ({})", ty.describe()), &other)),
             };
-            let converted = items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| wire_value(inner, v, &At::Index(at, i)))
-                .collect::<Result<_, _>>()?;
-            Ok(Value::Array(converted))
+            // Each item is converted where it lies, first to last.
+            for (i, item) in items.iter_mut().enumerate() {
+                let value = std::mem::take(item);
+                *item = wire_value(inner, value, &At::Index(at, i))?;
+            }
+            Ok(Value::Array(items))
         }
         Ty::Map(inner) => {
             let mut entries = match value {
