@@ -2,6 +2,11 @@
 //! reads and writes it: the run's status and record, new event-log rows (with
 //! the `run_events` notification dagster-postgres sends), and a LISTEN stream
 //! that tells the worker when a run it waits on changes.
+//!
+//! Every query states its parameters' types (`query_typed`): it is sent as
+//! one unnamed statement in one round trip, where an untyped query costs a
+//! prepare, an execute and a close, and it needs no prepared statement to
+//! outlive it (so it also runs through PgBouncer's transaction pooling).
 
 pub mod ssl;
 
@@ -13,6 +18,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use thiserror::Error;
 use tokio::sync::mpsc;
+use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, Client, Config, Connection, Socket};
 
 use crate::retry::Backoff;
@@ -172,9 +178,9 @@ impl Pg {
         let c = self.client(t).await?;
         let row = self.note(
             t,
-            c.query_opt(
+            c.query_typed_opt(
                 "SELECT status, run_body FROM runs WHERE run_id = $1",
-                &[&run_id],
+                &[(&run_id, Type::TEXT)],
             )
             .await,
         )?;
@@ -198,9 +204,9 @@ impl Pg {
         let c = self.client(t).await?;
         let rows = self.note(
             t,
-            c.query(
+            c.query_typed(
                 "SELECT run_id, status FROM runs WHERE run_id = ANY($1)",
-                &[&run_ids],
+                &[(&run_ids, Type::TEXT_ARRAY)],
             )
             .await,
         )?;
@@ -219,9 +225,9 @@ impl Pg {
         let c = self.client(t).await?;
         let row = self.note(
             t,
-            c.query_opt(
+            c.query_typed_opt(
                 "SELECT dagster_event_type FROM event_logs WHERE id = $1::int8",
-                &[&id],
+                &[(&id, Type::INT8)],
             )
             .await,
         )?;
@@ -238,19 +244,19 @@ impl Pg {
     pub async fn store_event(&self, t: &PgTarget, row: &EventRow<'_>) -> Result<i64, Error> {
         let c = self.client(t).await?;
         let inserted = c
-            .query_one(
+            .query_typed_one(
                 "WITH row AS (INSERT INTO event_logs \
                  (run_id, event, dagster_event_type, timestamp, step_key) \
                  VALUES ($1, $2, $3, to_timestamp($4::float8) AT TIME ZONE 'UTC', $5) \
                  RETURNING id) \
                  SELECT id::int8, pg_notify($6, $1::text || '_' || id::text)::text FROM row",
                 &[
-                    &row.run_id,
-                    &row.event,
-                    &row.event_type,
-                    &row.timestamp,
-                    &row.step_key,
-                    &CHANNEL,
+                    (&row.run_id, Type::TEXT),
+                    (&row.event, Type::TEXT),
+                    (&row.event_type, Type::TEXT),
+                    (&row.timestamp, Type::FLOAT8),
+                    (&row.step_key, Type::TEXT),
+                    (&CHANNEL, Type::TEXT),
                 ],
             )
             .await
