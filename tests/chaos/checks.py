@@ -71,6 +71,22 @@ def event_rows(dsn: dict, run_id: str) -> dict[str, list[tuple[str, str]]]:
         conn.close()
 
 
+# A designed outcome of a cluster restart: the worker created the step's Job on the
+# stopping cluster and the test's watch never saw it (the ADDED event died with it).
+UNSEEN_JOB = "Job created as the cluster stopped"
+
+ANNOUNCED = re.compile(r"Executing step \"[^\"]*\" in Kubernetes job (\S+?)\.?$")
+
+
+def announced_job(rows: list[tuple[str, str]]) -> str:
+    """The Job name the worker's "Executing step ... in Kubernetes job <job>." row gives."""
+    for ty, msg in rows:
+        m = ANNOUNCED.search(msg) if ty == "ENGINE_EVENT" else None
+        if m:
+            return m.group(1)
+    return ""
+
+
 def shape(rows: list[tuple[str, str]], step: str, job: str) -> set[tuple[str, str]]:
     """Rows with the step key and Job name abstracted, failure reasons cut at the first ':'."""
     out = set()
@@ -123,7 +139,10 @@ def judge(v: Verdict, steps: list[Step], run_id: str, metas: dict[str, bytes | N
         o = outcome_of(metas.get(s.task_id), s.key)
         v.outcomes[o.kind] += 1
         scripted = "failed" if s.fails else "succeeded"
-        job = jobs.steps.get(f"{run_id}/{s.key}", "")
+        mine = rows.get(s.key, [])
+        watched = jobs.steps.get(f"{run_id}/{s.key}", "")
+        job = watched or announced_job(mine)
+        why = None
         if o.kind == "missing":
             v.lost += 1
             v.bad(f"{s.key}: no ready result ({o.detail})")
@@ -137,12 +156,12 @@ def judge(v: Verdict, steps: list[Step], run_id: str, metas: dict[str, bytes | N
         if published.get(s.task_id, 0) > 1:
             v.duplicates += 1
             v.bad(f"{s.key}: {published[s.task_id]} ready results published")
-        if not job:
-            v.bad(f"{s.key}: no step Job was ever added")
+        if not watched:
+            if why != UNSEEN_JOB:
+                v.bad(f"{s.key}: no step Job was ever added")
         elif len(jobs.uids.get(job, ())) != 1:
             v.jobs_recreated += 1
             v.bad(f"{s.key}: Job {job} added {len(jobs.uids[job])} times")
-        mine = rows.get(s.key, [])
         failure_rows = [m for t, m in mine if t == "STEP_FAILURE"]
         if not s.fails and failure_rows and o.kind == "succeeded":
             falsely_failed = True
