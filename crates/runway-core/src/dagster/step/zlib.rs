@@ -6,8 +6,9 @@
 //! is then the zlib header, the kept blocks, the rest of its input in one
 //! stored (uncompressed) block, and the Adler-32 of the whole input: any
 //! inflater reads it as one stream. Compressing the rest instead would save
-//! about 400 bytes of a Job, and each new deflate stream begins by clearing
-//! zlib-rs's 128 KiB hash table, which was a third of a step's compression.
+//! about 480 characters of the base64 argument (2,148 against 2,628 on the
+//! test fixture), and each new deflate stream begins by clearing zlib-rs's
+//! 128 KiB hash table, which is what kept compression costly.
 
 use std::cell::RefCell;
 

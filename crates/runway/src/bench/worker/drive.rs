@@ -59,7 +59,7 @@ impl Driver {
         let mut pending = FuturesUnordered::new();
         for (i, (id, kwargs, wait)) in tasks.into_iter().enumerate() {
             if let Some(every) = interval {
-                tokio::time::sleep_until(started + every.mul_f64(i as f64)).await;
+                drive_until(&mut pending, started + every.mul_f64(i as f64)).await?;
             }
             if pending.len() >= self.window.max(1) {
                 if let Some(r) = pending.next().await {
@@ -100,6 +100,28 @@ impl Driver {
         });
         self.publisher.publish(&self.queue, &warm).await?;
         Ok(())
+    }
+}
+
+/// Drives the publishes already made until `at`. A `FuturesUnordered` only
+/// runs its futures while it is polled: waiting for the next slot without it
+/// held every paced publish back until the window filled, so a "paced" phase
+/// reached the worker as one burst.
+async fn drive_until<F, E>(
+    pending: &mut FuturesUnordered<F>,
+    at: tokio::time::Instant,
+) -> Result<(), Error>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    Error: From<E>,
+{
+    let slot = tokio::time::sleep_until(at);
+    tokio::pin!(slot);
+    loop {
+        tokio::select! {
+            () = &mut slot => return Ok(()),
+            Some(r) = pending.next(), if !pending.is_empty() => r?,
+        }
     }
 }
 
@@ -148,4 +170,79 @@ pub(super) async fn collect(waits: Vec<ResultWait>) -> Result<Collected, Error> 
 /// Wall time since `since`, in seconds.
 pub(super) fn secs(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    /// A publish that takes `took` (its confirm) and notes when it ended.
+    fn publish(
+        start: Instant,
+        took: Duration,
+        ended: Arc<Mutex<Vec<Duration>>>,
+        fail: bool,
+    ) -> impl std::future::Future<Output = Result<(), Error>> {
+        async move {
+            tokio::time::sleep(took).await;
+            ended.lock().unwrap().push(start.elapsed());
+            if fail {
+                return Err(Error::Setup("the broker refused".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publishes_run_while_the_next_slot_is_awaited() {
+        let start = Instant::now();
+        let ended = Arc::new(Mutex::new(Vec::new()));
+        let mut pending = FuturesUnordered::new();
+        pending.push(publish(
+            start,
+            Duration::from_millis(5),
+            ended.clone(),
+            false,
+        ));
+        drive_until(&mut pending, start + Duration::from_millis(20))
+            .await
+            .unwrap();
+        pending.push(publish(
+            start,
+            Duration::from_millis(5),
+            ended.clone(),
+            false,
+        ));
+        drive_until(&mut pending, start + Duration::from_millis(40))
+            .await
+            .unwrap();
+        // Each publish ended 5 ms after it was made, not when a later slot
+        // (or a full window) first polled it.
+        assert_eq!(
+            *ended.lock().unwrap(),
+            [Duration::from_millis(5), Duration::from_millis(25)]
+        );
+        assert!(pending.is_empty());
+        assert_eq!(start.elapsed(), Duration::from_millis(40));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_publish_ends_the_wait_with_its_error() {
+        let start = Instant::now();
+        let ended = Arc::new(Mutex::new(Vec::new()));
+        let mut pending = FuturesUnordered::new();
+        pending.push(publish(
+            start,
+            Duration::from_millis(5),
+            ended.clone(),
+            true,
+        ));
+        let err = drive_until(&mut pending, start + Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("the broker refused"), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_millis(5));
+    }
 }
