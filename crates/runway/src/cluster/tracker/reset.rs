@@ -54,11 +54,41 @@ impl Namespace {
         self.restart.subscribe()
     }
 
+    /// What the watches had delivered when a probe was sent.
+    pub fn watermark(&self) -> Watermark {
+        Watermark {
+            seen: self.seen.load(Ordering::Relaxed),
+            generation: *self.restart.borrow(),
+        }
+    }
+
+    /// Whether the probe's answer (`current`, the list's resourceVersion)
+    /// shows the cluster went back in time. It is compared with what the
+    /// watches had delivered before the probe was sent: a watch event that
+    /// arrives while the list is answered may be newer than the list, and
+    /// comparing with it took that race for a reset and relisted every
+    /// few probes under a steady flow of events. A restart meanwhile
+    /// already relists.
+    pub fn went_back(&self, before: Watermark, current: Option<&str>) -> bool {
+        let Some(current) = current.and_then(|v| v.parse::<u64>().ok()) else {
+            return false;
+        };
+        current < before.seen && *self.restart.borrow() == before.generation
+    }
+
     /// Restarts the namespace's watches from a fresh list.
     pub fn restart(&self) {
         self.seen.store(0, Ordering::Relaxed);
         self.restart.send_modify(|g| *g += 1);
     }
+}
+
+/// A namespace's newest delivered resourceVersion and its watches'
+/// generation, taken before a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    seen: u64,
+    generation: u64,
 }
 
 /// The namespaces' states, by name.
@@ -89,26 +119,29 @@ impl Tracker {
                 _ = crate::stop::stopped(&mut stop) => return,
                 _ = every.tick() => {}
             }
+            let before = state.watermark();
             match api.list_metadata(&params).await {
                 Ok(list) => {
                     self.set_reachable(&namespace, &state, None);
                     let current = list.metadata.resource_version.as_deref();
-                    self.check_for_reset(&namespace, &state, current);
+                    self.check_for_reset(&namespace, &state, before, current);
                 }
                 Err(e) => self.set_reachable(&namespace, &state, Some(e.to_string())),
             }
         }
     }
 
-    fn check_for_reset(&self, namespace: &str, state: &Namespace, current: Option<&str>) {
-        let Some(current) = current.and_then(|v| v.parse::<u64>().ok()) else {
-            return;
-        };
-        let seen = state.seen.load(Ordering::Relaxed);
-        if current < seen {
+    fn check_for_reset(
+        &self,
+        namespace: &str,
+        state: &Namespace,
+        before: Watermark,
+        current: Option<&str>,
+    ) {
+        if state.went_back(before, current) {
             tracing::warn!(
                 %namespace,
-                seen,
+                seen = before.seen,
                 current,
                 "the Kubernetes API's resourceVersion went back: the cluster lost its state; \
                  relisting, and dropping what is gone"
@@ -136,5 +169,46 @@ impl Tracker {
             (true, None) => tracing::info!(%namespace, "the Kubernetes API is reachable again"),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_newer_than_the_probes_answer_is_no_reset() {
+        let ns = Namespace::new();
+        ns.saw(Some("100"));
+        let before = ns.watermark();
+        // The watch delivers 150 while the list is answered at 120.
+        ns.saw(Some("150"));
+        assert!(!ns.went_back(before, Some("120")));
+        assert!(!ns.went_back(before, Some("100")));
+        assert_eq!(ns.watermark().seen, 150);
+    }
+
+    #[test]
+    fn an_answer_below_what_was_delivered_before_the_probe_is_a_reset() {
+        let ns = Namespace::new();
+        ns.saw(Some("100"));
+        let before = ns.watermark();
+        assert!(ns.went_back(before, Some("3")));
+        assert!(ns.went_back(before, Some("99")));
+    }
+
+    #[test]
+    fn a_restart_during_the_probe_or_an_unreadable_version_decides_nothing() {
+        let ns = Namespace::new();
+        ns.saw(Some("100"));
+        let before = ns.watermark();
+        assert!(!ns.went_back(before, Some("not-a-number")));
+        assert!(!ns.went_back(before, None));
+        let generation = ns.generation();
+        ns.restart();
+        assert!(generation.has_changed().unwrap());
+        assert!(!ns.went_back(before, Some("3")));
+        // A fresh watermark after the restart starts from nothing.
+        assert!(!ns.went_back(ns.watermark(), Some("3")));
     }
 }
