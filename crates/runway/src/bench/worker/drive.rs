@@ -179,20 +179,18 @@ mod tests {
     use tokio::time::Instant;
 
     /// A publish that takes `took` (its confirm) and notes when it ended.
-    fn publish(
+    async fn publish(
         start: Instant,
         took: Duration,
         ended: Arc<Mutex<Vec<Duration>>>,
         fail: bool,
-    ) -> impl std::future::Future<Output = Result<(), Error>> {
-        async move {
-            tokio::time::sleep(took).await;
-            ended.lock().unwrap().push(start.elapsed());
-            if fail {
-                return Err(Error::Setup("the broker refused".into()));
-            }
-            Ok(())
+    ) -> Result<(), Error> {
+        tokio::time::sleep(took).await;
+        ended.lock().unwrap().push(start.elapsed());
+        if fail {
+            return Err(Error::Setup("the broker refused".into()));
         }
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
