@@ -178,69 +178,62 @@ mod tests {
     use std::sync::Mutex;
     use tokio::time::Instant;
 
-    /// A publish that takes `took` (its confirm) and notes when it ended.
-    async fn publish(
+    /// Publishes that each take 5 ms (their confirm) and note when they ended.
+    struct Publishes {
         start: Instant,
-        took: Duration,
         ended: Arc<Mutex<Vec<Duration>>>,
-        fail: bool,
-    ) -> Result<(), Error> {
-        tokio::time::sleep(took).await;
-        ended.lock().unwrap().push(start.elapsed());
-        if fail {
-            return Err(Error::Setup("the broker refused".into()));
+    }
+
+    impl Publishes {
+        fn new() -> Publishes {
+            Publishes {
+                start: Instant::now(),
+                ended: Arc::default(),
+            }
         }
-        Ok(())
+
+        fn one(&self, fail: bool) -> impl std::future::Future<Output = Result<(), Error>> {
+            let (start, ended) = (self.start, self.ended.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ended.lock().unwrap().push(start.elapsed());
+                if fail {
+                    return Err(Error::Setup("the broker refused".into()));
+                }
+                Ok(())
+            }
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.start + Duration::from_millis(ms)
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn publishes_run_while_the_next_slot_is_awaited() {
-        let start = Instant::now();
-        let ended = Arc::new(Mutex::new(Vec::new()));
+        let p = Publishes::new();
         let mut pending = FuturesUnordered::new();
-        pending.push(publish(
-            start,
-            Duration::from_millis(5),
-            ended.clone(),
-            false,
-        ));
-        drive_until(&mut pending, start + Duration::from_millis(20))
-            .await
-            .unwrap();
-        pending.push(publish(
-            start,
-            Duration::from_millis(5),
-            ended.clone(),
-            false,
-        ));
-        drive_until(&mut pending, start + Duration::from_millis(40))
-            .await
-            .unwrap();
+        pending.push(p.one(false));
+        drive_until(&mut pending, p.at(20)).await.unwrap();
+        pending.push(p.one(false));
+        drive_until(&mut pending, p.at(40)).await.unwrap();
         // Each publish ended 5 ms after it was made, not when a later slot
         // (or a full window) first polled it.
         assert_eq!(
-            *ended.lock().unwrap(),
+            *p.ended.lock().unwrap(),
             [Duration::from_millis(5), Duration::from_millis(25)]
         );
         assert!(pending.is_empty());
-        assert_eq!(start.elapsed(), Duration::from_millis(40));
+        assert_eq!(p.start.elapsed(), Duration::from_millis(40));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_publish_ends_the_wait_with_its_error() {
-        let start = Instant::now();
-        let ended = Arc::new(Mutex::new(Vec::new()));
+        let p = Publishes::new();
         let mut pending = FuturesUnordered::new();
-        pending.push(publish(
-            start,
-            Duration::from_millis(5),
-            ended.clone(),
-            true,
-        ));
-        let err = drive_until(&mut pending, start + Duration::from_secs(10))
-            .await
-            .unwrap_err();
+        pending.push(p.one(true));
+        let err = drive_until(&mut pending, p.at(10_000)).await.unwrap_err();
         assert!(err.to_string().contains("the broker refused"), "{err}");
-        assert_eq!(start.elapsed(), Duration::from_millis(5));
+        assert_eq!(p.start.elapsed(), Duration::from_millis(5));
     }
 }
