@@ -9,6 +9,11 @@
 //! creates/s of one round by 2x: the figures are the median round's (each
 //! round a fresh cluster), with every round listed. Memory is the first
 //! round's, in a process that has not yet freed anything to reuse.
+//!
+//! The dev cluster runs on a runtime of its own (threads `rw-devcluster`),
+//! the client's creates and watch on another (`rw-load`), so the CPU each
+//! spends per Job is read from the threads' counters: what the dev cluster
+//! costs per Job, apart from the client that loads it on the same two cores.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -55,6 +60,66 @@ fn job(name: &str) -> Job {
     .unwrap()
 }
 
+/// Thread-name prefixes of the two runtimes.
+const LOAD: &str = "rw-load";
+const DEVCLUSTER: &str = "rw-devcluster";
+
+fn named_runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// CPU seconds so far of this process's threads whose name starts with
+/// `prefix`, from `/proc/self/task/*/stat` (utime and stime, the 12th and
+/// 13th fields after the parenthesised name, in 100 Hz ticks).
+fn threads_cpu_seconds(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        if !read("comm").starts_with(prefix) {
+            continue;
+        }
+        let stat = read("stat");
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        ticks += after_name
+            .split_ascii_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|t| t.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    ticks as f64 / 100.0
+}
+
+/// Microseconds of CPU per Job each side spent between two readings.
+struct CpuSpent {
+    at_start: (f64, f64),
+}
+
+impl CpuSpent {
+    fn start() -> CpuSpent {
+        CpuSpent {
+            at_start: (threads_cpu_seconds(DEVCLUSTER), threads_cpu_seconds(LOAD)),
+        }
+    }
+
+    /// (dev cluster, load) µs per Job.
+    fn per_job(&self, jobs: usize) -> (f64, f64) {
+        let per = |now: f64, then: f64| (now - then).max(0.0) * 1e6 / jobs.max(1) as f64;
+        (
+            per(threads_cpu_seconds(DEVCLUSTER), self.at_start.0),
+            per(threads_cpu_seconds(LOAD), self.at_start.1),
+        )
+    }
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -70,13 +135,13 @@ fn main() {
     let jobs_n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let concurrency: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(64);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let load = named_runtime(LOAD);
+    let cluster = named_runtime(DEVCLUSTER);
     let mut results = Vec::new();
     for _ in 0..rounds {
-        results.push(rt.block_on(run(jobs_n, concurrency)));
+        let round = run(cluster.handle().clone(), jobs_n, concurrency);
+        // Spawned, so the load runs on its named threads, not on this one.
+        results.push(load.block_on(load.spawn(round)).unwrap());
     }
     println!("{}", summary(results));
 }
@@ -91,6 +156,10 @@ fn summary(mut rounds: Vec<serde_json::Value>) -> serde_json::Value {
         .iter()
         .map(|r| figure(r, "jobs_completed_per_s"))
         .collect();
+    let cluster_cpu: Vec<f64> = rounds
+        .iter()
+        .map(|r| figure(r, "devcluster_cpu_us_per_job"))
+        .collect();
     let all_complete = rounds.iter().all(|r| r["all_complete"] == true);
     rounds.sort_by(|a, b| figure(a, "creates_per_s").total_cmp(&figure(b, "creates_per_s")));
     let mut line = rounds.swap_remove(rounds.len() / 2);
@@ -99,6 +168,7 @@ fn summary(mut rounds: Vec<serde_json::Value>) -> serde_json::Value {
     line["rounds"] = json!(creates.len());
     line["rounds_creates_per_s"] = json!(creates);
     line["rounds_jobs_completed_per_s"] = json!(completed);
+    line["rounds_devcluster_cpu_us_per_job"] = json!(cluster_cpu);
     line
 }
 
@@ -109,12 +179,17 @@ struct Timings {
     latencies: Mutex<Vec<f64>>,
 }
 
-async fn run(jobs_n: usize, concurrency: usize) -> serde_json::Value {
+async fn run(
+    cluster: tokio::runtime::Handle,
+    jobs_n: usize,
+    concurrency: usize,
+) -> serde_json::Value {
     let rss_before = rss_bytes();
-    let (dev, api) = start(jobs_n).await;
+    let (dev, api) = start(&cluster, jobs_n).await;
     let timings = Arc::new(Timings::default());
     let (watch_task, mut complete_rx) = watch_completions(&dev, &api, jobs_n, &timings).await;
 
+    let cpu = CpuSpent::start();
     let start = Instant::now();
     create_jobs(&api, jobs_n, concurrency, &timings).await;
     let create_secs = start.elapsed().as_secs_f64();
@@ -124,6 +199,9 @@ async fn run(jobs_n: usize, concurrency: usize) -> serde_json::Value {
         .flatten()
         .is_some();
     let all_done_secs = start.elapsed().as_secs_f64();
+    // Every Job's whole life: its create, its pod run to completion, the
+    // status updates and the watch events each of those sends.
+    let (cluster_us, load_us) = cpu.per_job(jobs_n);
     watch_task.abort();
     let mut saturated = timings.latencies.lock().unwrap().clone();
     saturated.sort_by(f64::total_cmp);
@@ -138,6 +216,9 @@ async fn run(jobs_n: usize, concurrency: usize) -> serde_json::Value {
         "creates_per_s": jobs_n as f64 / create_secs,
         "all_complete": completed,
         "jobs_completed_per_s": if completed { jobs_n as f64 / all_done_secs } else { 0.0 },
+        "devcluster_cpu_us_per_job": cluster_us,
+        "devcluster_jobs_per_core_s": if cluster_us > 0.0 { 1e6 / cluster_us } else { 0.0 },
+        "load_cpu_us_per_job": load_us,
         "watch_latency_ms_p50": percentile(&lat, 0.5),
         "watch_latency_ms_p99": percentile(&lat, 0.99),
         "watch_latency_probes": lat.len(),
@@ -150,18 +231,21 @@ async fn run(jobs_n: usize, concurrency: usize) -> serde_json::Value {
             0
         },
     });
-    dev.shutdown().await;
+    cluster.spawn(dev.shutdown()).await.unwrap();
     line
 }
 
 /// A dev cluster with simulated pods that finish at once, and a client.
-async fn start(jobs_n: usize) -> (DevCluster, Api<Job>) {
+async fn start(cluster: &tokio::runtime::Handle, jobs_n: usize) -> (DevCluster, Api<Job>) {
     let mut config = DevClusterConfig::default();
     config.kubelet.mode = KubeletMode::Simulated;
     config.kubelet.default_duration_ms = 0;
     config.store.history = jobs_n * 20;
-    let dev = DevCluster::start("127.0.0.1:0".parse().unwrap(), config)
+    // Started on its runtime: the server, controller and kubelet tasks stay there.
+    let dev = cluster
+        .spawn(DevCluster::start("127.0.0.1:0".parse().unwrap(), config))
         .await
+        .unwrap()
         .unwrap();
     let kubeconfig = Kubeconfig::from_yaml(&dev.kubeconfig()).unwrap();
     let client = Client::try_from(
