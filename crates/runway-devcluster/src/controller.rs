@@ -95,6 +95,14 @@ struct State {
     timed: BTreeMap<JobKey, i64>,
     /// Earliest time (ms) a Job may create pods again after a failure.
     backoff_until: HashMap<String, i64>,
+    /// The revision of each Job's last status write by this controller whose
+    /// own event needs no pass: the pass that wrote it saw everything the
+    /// next one would (a pass that finishes the Job is not recorded: the
+    /// next one applies its TTL).
+    own_writes: HashMap<JobKey, u64>,
+    /// Pods this controller created whose ADDED event has not arrived yet:
+    /// their bits were recorded at creation, so that event changes nothing.
+    created: HashSet<JobKey>,
     /// Pods with the tracking finalizer and no controlling Job (an Orphan
     /// delete strips the owner reference): kube-controller-manager releases
     /// them at once, or they could never be deleted.
@@ -166,6 +174,9 @@ fn resync(
     let (lists, rx) = cluster.snapshot_and_subscribe(&[Kind::Pod, Kind::Job]);
     state.pods_by_owner.clear();
     state.owner_uid.clear();
+    // Every Job is passed again below; what was known to be seen is not.
+    state.own_writes.clear();
+    state.created.clear();
     let mut lists = lists.into_iter();
     for pod in lists.next().unwrap_or_default() {
         observe(state, Kind::Pod, EventType::Added, &pod);
@@ -179,7 +190,11 @@ fn resync(
 fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Stored) {
     match kind {
         Kind::Job => {
-            state.dirty.insert(obj.key());
+            let key = obj.key();
+            let own = state.own_writes.remove(&key) == Some(obj.rev());
+            if !(own && ty == EventType::Modified) {
+                state.dirty.insert(key);
+            }
         }
         Kind::Pod => {
             let Some((owner_uid, owner_name)) = controller_owner(obj) else {
@@ -193,12 +208,14 @@ fn observe(state: &mut State, kind: Kind, ty: EventType, obj: &Stored) {
                 .owner_uid
                 .insert((ns.clone(), owner_name.clone()), owner_uid.clone());
             let pods = state.pods_by_owner.entry(owner_uid).or_default();
+            let created = state.created.remove(&(ns.clone(), name.clone()));
             if ty == EventType::Deleted {
                 pods.remove(&(ns.clone(), name));
             } else {
                 let bits = PodBits::of(obj);
                 let before = pods.insert((ns.clone(), name), bits);
-                if ty == EventType::Modified && before == Some(bits) {
+                let seen = ty == EventType::Modified || created;
+                if seen && before == Some(bits) {
                     return;
                 }
             }

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::pods::{create_pod, delete_pod, release_finalizer, release_orphans};
-use super::{condition_true, ControllerConfig, JobKey, State, COMPONENT};
+use super::{condition_true, ControllerConfig, JobKey, PodBits, State, COMPONENT};
 use crate::api::{Cluster, DeleteOptions, Propagation};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::store::{Obj, Phase};
@@ -96,14 +96,19 @@ pub(super) fn reconcile(
         Some(at) => state.timed.insert(key.clone(), at),
         None => state.timed.remove(key),
     };
+    let finishes = !finished && finished_condition_time(&progress.conditions).is_some();
     if let Some(status) = new_status(&pass, &pods, progress) {
         // The Job as parsed above is the base of the write unless it
         // changed meanwhile.
         // `new_status` compared it with the stored status: it changed.
-        let _ = cluster.update_status_from(Kind::Job, &key.0, &key.1, (stored.rev(), job), |j| {
-            j["status"] = status.clone();
-            true
-        });
+        let written =
+            cluster.update_status_from(Kind::Job, &key.0, &key.1, (stored.rev(), job), |j| {
+                j["status"] = status.clone();
+                true
+            });
+        if let (Ok(obj), false) = (written, finishes) {
+            state.own_writes.insert(key.clone(), obj.rev());
+        }
     }
 }
 
@@ -260,7 +265,14 @@ fn create_missing(
     }
     for _ in 0..want {
         match create_pod(pass.cluster, pass.job) {
-            Some(pod) => pods.active.push(pod),
+            Some(pod) => {
+                // Recorded now: its ADDED event brings nothing this pass did not see.
+                let pod_key = pod.key();
+                let owned = state.pods_by_owner.entry(pass.uid.clone()).or_default();
+                owned.insert(pod_key.clone(), PodBits::of(&pod));
+                state.created.insert(pod_key);
+                pods.active.push(pod);
+            }
             None => {
                 // FailedCreate: try again on a later tick, backing off.
                 let delay = pass.config.pod_failure_backoff.as_millis() as i64;

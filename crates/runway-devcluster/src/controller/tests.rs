@@ -97,3 +97,47 @@ fn an_orphan_queues_no_job() {
     );
     assert!(state.dirty.is_empty() && state.orphans.is_empty());
 }
+
+fn job_at(rev: u64) -> Stored {
+    Stored::new(&json!({"metadata": {"name": "run-1", "namespace": "default", "uid": "job-uid"}}))
+        .at(rev)
+}
+
+/// The event of the controller's own status write queues nothing; any other
+/// version of the Job, and a delete, still do.
+#[test]
+fn only_the_controllers_own_status_write_is_not_queued_again() {
+    let key = ("default".to_owned(), "run-1".to_owned());
+    let mut state = State::default();
+    state.own_writes.insert(key.clone(), 7);
+    observe(&mut state, Kind::Job, EventType::Modified, &job_at(7));
+    assert!(state.dirty.is_empty() && state.own_writes.is_empty());
+
+    state.own_writes.insert(key.clone(), 7);
+    observe(&mut state, Kind::Job, EventType::Modified, &job_at(8));
+    assert!(state.dirty.remove(&key), "someone else's write queues it");
+    assert!(state.own_writes.is_empty());
+
+    state.own_writes.insert(key.clone(), 7);
+    observe(&mut state, Kind::Job, EventType::Deleted, &job_at(7));
+    assert!(state.dirty.contains(&key), "a delete queues it");
+}
+
+/// A pod the controller created and recorded is not news when it is added;
+/// the same pod added again later (a delete and a new pod of that name) is.
+#[test]
+fn the_add_of_a_pod_the_controller_created_does_not_queue_its_job() {
+    let key = ("default".to_owned(), "run-1".to_owned());
+    let pending = pod("Pending", false, false, true, "");
+    let mut state = State::default();
+    state
+        .pods_by_owner
+        .entry("job-uid".to_owned())
+        .or_default()
+        .insert(pending.key(), super::PodBits::of(&pending));
+    state.created.insert(pending.key());
+    observe(&mut state, Kind::Pod, EventType::Added, &pending);
+    assert!(state.dirty.is_empty() && state.created.is_empty());
+    observe(&mut state, Kind::Pod, EventType::Added, &pending);
+    assert!(state.dirty.contains(&key));
+}
