@@ -159,7 +159,12 @@ def test_a_killed_run_worker_is_resumed_by_run_monitoring(k8s):
     resumed = "Launching a new run worker to resume run"
     wait_until(lambda: resumed in [r.dagster_event.message for r in events(k8s, run_id)],
                "run monitoring did not resume the run", 120, lambda: k8s.debug([run_id]))
-    job = batch(k8s).read_namespaced_job(f"dagster-run-{run_id}-1", NAMESPACE)
+    # Dagster reports the resume before it calls the launcher (`resume_run`), so the
+    # resumed run's Job can follow the event by a moment.
+    resumed_job = f"dagster-run-{run_id}-1"
+    wait_until(lambda: f"job/{resumed_job}" in run_objects(k8s, run_id),
+               "the resumed run's Job was not created", 60, lambda: k8s.debug([run_id]))
+    job = batch(k8s).read_namespaced_job(resumed_job, NAMESPACE)
     args = job.spec.template.spec.containers[0].args
     assert args[:3] == [sys.executable, "-m", "dagster"] and args[3:5] == ["api", "resume_run"]
     assert job.metadata.labels["app.kubernetes.io/managed-by"] == "runway"
