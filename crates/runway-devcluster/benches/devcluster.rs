@@ -75,7 +75,8 @@ fn named_runtime(name: &str) -> tokio::runtime::Runtime {
 
 /// CPU seconds so far of this process's threads whose name starts with
 /// `prefix`, from `/proc/self/task/*/stat` (utime and stime, the 12th and
-/// 13th fields after the parenthesised name, in 100 Hz ticks).
+/// 13th fields after the parenthesised name, in 100 Hz ticks). `runway`'s
+/// `bench/cpu.rs` reads the same counters, but this crate sits below it.
 fn threads_cpu_seconds(prefix: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
