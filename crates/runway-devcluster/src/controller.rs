@@ -159,7 +159,7 @@ pub async fn run_job_controller(
         for (ns, name) in std::mem::take(&mut state.orphans) {
             if let Ok(pod) = cluster.get(Kind::Pod, &ns, &name) {
                 if controller_owner(&pod).is_none() {
-                    release_finalizer(&cluster, &pod);
+                    let _ = release_finalizer(&cluster, &pod);
                 }
             }
         }

@@ -85,7 +85,7 @@ pub(super) fn release_orphans(cluster: &Cluster, state: &mut State, key: &JobKey
     for (ns, name) in &pods {
         if let Ok(pod) = cluster.get(Kind::Pod, ns, name) {
             if controller_owner(&pod).is_none_or(|(u, _)| u == uid) {
-                release_finalizer(cluster, &pod);
+                let _ = release_finalizer(cluster, &pod);
             }
         }
     }
@@ -99,11 +99,13 @@ pub(super) fn has_tracking_finalizer(pod: &Stored) -> bool {
     pod.has_finalizer(TRACKING_FINALIZER)
 }
 
-pub(super) fn release_finalizer(cluster: &Cluster, pod: &Stored) {
+/// Removes the job-tracking finalizer from `pod`; the pod as written, when
+/// it had one.
+pub(super) fn release_finalizer(cluster: &Cluster, pod: &Stored) -> Option<Obj> {
     if !has_tracking_finalizer(pod) {
-        return;
+        return None;
     }
-    let _ = cluster.update_status_with(Kind::Pod, pod.namespace(), pod.name(), |p| {
+    let written = cluster.update_status_with(Kind::Pod, pod.namespace(), pod.name(), |p| {
         let Some(meta) = p["metadata"].as_object_mut() else {
             return false;
         };
@@ -118,4 +120,5 @@ pub(super) fn release_finalizer(cluster: &Cluster, pod: &Stored) {
         }
         changed
     });
+    written.ok().filter(|w| w.rev() != pod.rev())
 }

@@ -151,7 +151,20 @@ fn count_pods(pass: &Pass<'_>, state: &mut State) -> Pods {
         if !terminal {
             pods.terminating += 1;
         }
-        release_finalizer(pass.cluster, &pod);
+        if let Some(released) = release_finalizer(pass.cluster, &pod) {
+            // The release's event is not news when it is this pass's pod
+            // less the finalizer (a write by anyone else between them is).
+            let seen = PodBits {
+                tracked: false,
+                ..PodBits::of(&pod)
+            };
+            let owned = state.pods_by_owner.get_mut(&pass.uid);
+            if let Some(bits) = owned.and_then(|pods| pods.get_mut(&released.key())) {
+                if PodBits::of(&released) == seen {
+                    *bits = seen;
+                }
+            }
+        }
     }
     pods
 }

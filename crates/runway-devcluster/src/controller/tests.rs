@@ -141,3 +141,73 @@ fn the_add_of_a_pod_the_controller_created_does_not_queue_its_job() {
     observe(&mut state, Kind::Pod, EventType::Added, &pending);
     assert!(state.dirty.contains(&key));
 }
+
+/// Every event committed since the last call, observed; the kinds seen.
+fn observe_all(
+    state: &mut State,
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::store::Event>>,
+) -> Vec<Kind> {
+    let mut kinds = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        observe(state, e.kind, e.ty, &e.object);
+        kinds.push(e.kind);
+    }
+    kinds
+}
+
+/// The pass that counts a finished pod releases its tracking finalizer; the
+/// event of that release is not news to the Job (the pass saw it), while the
+/// Job's finishing write still queues the pass that applies its TTL.
+#[test]
+fn the_controllers_own_finalizer_release_does_not_queue_the_job() {
+    use crate::clock::Clock;
+    use crate::store::StoreConfig;
+
+    let cluster = crate::api::Cluster::new(StoreConfig::default(), Clock::virtual_at(0), 3);
+    let mut rx = cluster.subscribe();
+    let job = json!({"metadata": {"name": "run-1", "namespace": "default"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "dagster", "image": "x"}]}}}});
+    cluster.create(Kind::Job, "default", job, false).unwrap();
+    let config = super::ControllerConfig::default();
+    let mut state = State::default();
+    let key = ("default".to_owned(), "run-1".to_owned());
+    let pass = |state: &mut State| {
+        for key in std::mem::take(&mut state.dirty) {
+            super::reconcile(&cluster, &config, state, &key);
+        }
+    };
+
+    observe_all(&mut state, &mut rx);
+    pass(&mut state);
+    let pods = state.pods_by_owner.values().flat_map(|p| p.keys().cloned());
+    let (ns, name) = pods
+        .collect::<Vec<_>>()
+        .pop()
+        .expect("the pass created a pod");
+    observe_all(&mut state, &mut rx);
+    cluster
+        .update_status_with(Kind::Pod, &ns, &name, |p| {
+            p["status"]["phase"] = json!("Succeeded");
+            true
+        })
+        .unwrap();
+    observe_all(&mut state, &mut rx);
+    assert!(state.dirty.contains(&key), "the pod's success is news");
+    pass(&mut state);
+    let released = cluster.get(Kind::Pod, &ns, &name).unwrap();
+    assert!(!released.has_finalizer(TRACKING_FINALIZER));
+
+    // Pod events alone (the release) do not queue the Job.
+    let mut job_events = 0;
+    while let Ok(e) = rx.try_recv() {
+        observe(&mut state, e.kind, e.ty, &e.object);
+        match e.kind {
+            Kind::Pod => assert!(state.dirty.is_empty(), "the release queued the Job"),
+            Kind::Job => job_events += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(job_events, 1, "the finishing status write");
+    assert!(state.dirty.contains(&key), "it queues the pass for the TTL");
+}
