@@ -142,17 +142,14 @@ fn the_add_of_a_pod_the_controller_created_does_not_queue_its_job() {
     assert!(state.dirty.contains(&key));
 }
 
-/// Every event committed since the last call, observed; the kinds seen.
+/// Observes every event committed since the last call.
 fn observe_all(
     state: &mut State,
     rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::store::Event>>,
-) -> Vec<Kind> {
-    let mut kinds = Vec::new();
+) {
     while let Ok(e) = rx.try_recv() {
         observe(state, e.kind, e.ty, &e.object);
-        kinds.push(e.kind);
     }
-    kinds
 }
 
 /// The pass that counts a finished pod releases its tracking finalizer; the
